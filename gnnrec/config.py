@@ -1,0 +1,114 @@
+"""YAML experiment configs: defaults, file, then ``a.b=value`` overrides. Unknown keys are errors, never ignored."""
+from __future__ import annotations
+
+import copy
+import inspect
+from pathlib import Path
+
+import yaml
+
+from gnnrec.errors import ConfigError
+
+DEFAULTS: dict = {
+    "seed": 999,
+    "data": {
+        "source": "synthetic",  # "synthetic" or a dataset folder
+        "format": "auto",  # auto | mmrec | lightgcn | pickle | lattice | recbole
+        "split": {"method": "mmrec", "valid_ratio": 0.1, "test_ratio": 0.1},  # for unsplit logs
+        "kcore": None,
+        "valid_ratio": 0.1,  # share of train held out per user when a dataset has no valid split
+        "drop_cold": True,
+        "modalities": None,  # feature files to load; None = all
+        "synthetic": {},  # arguments of gnnrec.data.make_synthetic
+    },
+    "model": {"name": "lightgcn"},  # other keys: the model class's arguments
+    "optim": {"lr": 1e-3, "weight_decay": 0.0},
+    "train": {
+        "batch_size": 2048,
+        "max_epochs": 1000,
+        "patience": 20,  # evaluations without strict improvement before stopping
+        "eval_every": 1,  # epochs between validations
+        "monitor": "valid/recall@20",
+        "accelerator": "auto",
+        "devices": 1,
+        "strategy": "auto",
+        "num_nodes": 1,
+        "precision": "32-true",
+        "progress_bar": True,
+        "resume": None,  # checkpoint to resume from
+    },
+    "eval": {"protocol": "strict", "ks": [5, 10, 20, 50], "batch_size": 4096},
+    "output": {"dir": "runs", "name": None},
+}
+
+# Sections whose keys are the arguments of a function or class, checked where they are used.
+OPEN_SECTIONS = {"model", "data.synthetic"}
+
+
+def merge(base: dict, update: dict, path: str = "") -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (update or {}).items():
+        where = f"{path}{key}"
+        if key not in base:
+            raise ConfigError(f"unknown config key '{where}'; valid keys here: {', '.join(sorted(base))}")
+        if isinstance(out[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{where}' must be a mapping, got {value!r}")
+            out[key] = {**out[key], **value} if where in OPEN_SECTIONS else merge(out[key], value, f"{where}.")
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """``train.max_epochs=5`` -> {"train": {"max_epochs": 5}}; the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{text}' is not of the form key.sub=value")
+    value = yaml.safe_load(raw) if raw else None
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        if not isinstance(content, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of sections")
+        try:
+            cfg = merge(cfg, content)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    for text in overrides or []:
+        cfg = merge(cfg, parse_override(text))
+    check_open_sections(cfg)
+    return cfg
+
+
+def check_open_sections(cfg: dict) -> None:
+    from gnnrec.data.synthetic import make_synthetic
+    from gnnrec.models import model_class, model_params
+
+    allowed = set(inspect.signature(make_synthetic).parameters)
+    unknown = sorted(set(cfg["data"]["synthetic"]) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown key(s) data.synthetic.{', data.synthetic.'.join(unknown)}; "
+                          f"valid keys: {', '.join(sorted(allowed))}")
+    params = dict(cfg["model"])
+    cls = model_class(params.pop("name", None))
+    unknown = sorted(set(params) - set(model_params(cls)))
+    if unknown:
+        raise ConfigError(f"unknown key(s) model.{', model.'.join(unknown)} for model '{cfg['model']['name']}'; "
+                          f"valid keys: name, {', '.join(sorted(model_params(cls)))}")
+
+
+def dump_config(cfg: dict, path: Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")

@@ -1,0 +1,58 @@
+"""Lightning DataModule: fresh BPR triples every epoch, and user batches for full-ranking evaluation.
+
+Distributed runs do not use Lightning's DistributedSampler: every rank draws the same epoch (seeded by seed
+and epoch) and takes its slice of each global batch, so DDP sees the same global batches, hence the same
+gradient steps, as one process; evaluation users are split across ranks without padding duplicates.
+"""
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from gnnrec.data.dataset import RecDataset
+from gnnrec.data.sampler import BPRSampler
+from gnnrec.eval.evaluator import FullRankingEvaluator
+
+
+def shard_batches(n: int, batch_size: int, rank: int, world: int) -> list[slice]:
+    """Slices of this rank's part of each global batch; each part has the same size on every rank."""
+    out = []
+    for start in range(0, n, batch_size):
+        part = (min(start + batch_size, n) - start) // world
+        if part:
+            out.append(slice(start + rank * part, start + (rank + 1) * part))
+    return out
+
+
+class RecDataModule(L.LightningDataModule):
+    def __init__(self, dataset: RecDataset, batch_size: int = 2048, eval_batch_size: int = 4096,
+                 protocol: str = "strict", ks=(5, 10, 20, 50), seed: int = 999):
+        super().__init__()
+        self.dataset = dataset
+        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+        self.sampler = BPRSampler(dataset.train)
+        self.evaluators = {s: FullRankingEvaluator(dataset, s, protocol, ks) for s in ("valid", "test")}
+
+    def rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        rank, world = self.rank_world()
+        triples = torch.from_numpy(self.sampler.sample(np.random.default_rng([self.seed, epoch])))
+        batches = [triples[:, s] for s in shard_batches(triples.shape[1], self.batch_size, rank, world)]
+        return DataLoader(batches, batch_size=None, shuffle=False)
+
+    def user_batches(self, split: str) -> DataLoader:
+        rank, world = self.rank_world()
+        users = torch.from_numpy(self.evaluators[split].users[rank::world])
+        return DataLoader(list(torch.split(users, self.eval_batch_size)), batch_size=None, shuffle=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.user_batches("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.user_batches("test")

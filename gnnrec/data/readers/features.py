@@ -1,0 +1,37 @@
+"""Item feature matrices stored as ``.npy`` files, one row per item id."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gnnrec.errors import DataError
+
+
+def modality_name(path: Path) -> str:
+    """``image_feat.npy`` -> ``image``; ``clip-text.npy`` -> ``clip-text``."""
+    stem = Path(path).stem
+    return stem[: -len("_feat")] if stem.endswith("_feat") else stem
+
+
+def load_feature(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"cannot read feature matrix: {exc}", path=path) from None
+    if arr.ndim != 2:
+        raise DataError(f"feature matrix must be 2-D (items x dim), got shape {arr.shape}", path=path)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"feature matrix has non-numeric dtype {arr.dtype}", path=path)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def load_features(folder: Path, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Every ``*.npy`` in ``folder`` (or only the named modalities) keyed by modality name."""
+    files = {modality_name(p): p for p in sorted(Path(folder).glob("*.npy"))}
+    if names is not None:
+        missing = [n for n in names if n not in files]
+        if missing:
+            raise DataError(f"no feature file for modalities {missing}; found {sorted(files)}", path=folder)
+        files = {n: files[n] for n in names}
+    return {name: load_feature(path) for name, path in files.items()}

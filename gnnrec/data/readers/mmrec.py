@@ -1,0 +1,42 @@
+"""MMRec format: ``<name>.inter`` (userID, itemID, x_label [, rating, timestamp]) and ``*.npy`` features."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gnnrec.data.dataset import RecDataset, interactions_to_csr
+from gnnrec.data.readers.features import load_features
+from gnnrec.data.readers.table import read_rows, to_ids
+from gnnrec.errors import DataError
+
+USER, ITEM, LABEL = "userID", "itemID", "x_label"
+
+
+def find_inter_file(folder: Path) -> Path:
+    files = sorted(Path(folder).glob("*.inter"))
+    if len(files) != 1:
+        raise DataError(f"expected exactly one .inter file, found {[f.name for f in files]}", path=folder)
+    return files[0]
+
+
+def read_mmrec(folder: Path, modalities: list[str] | None = None) -> RecDataset:
+    folder = Path(folder)
+    path = find_inter_file(folder)
+    head, rows, first = read_rows(path, "\t", header=True)
+    for col in (USER, ITEM, LABEL):
+        if col not in head:
+            raise DataError(f"missing column '{col}' in header {head}", path=path, line=1, field=col)
+    cols = list(zip(*rows)) if rows else [[] for _ in head]
+    users = to_ids(cols[head.index(USER)], path, USER, first)
+    items = to_ids(cols[head.index(ITEM)], path, ITEM, first)
+    labels = to_ids(cols[head.index(LABEL)], path, LABEL, first)
+    bad = np.flatnonzero(labels > 2)
+    if len(bad):
+        raise DataError(f"x_label must be 0 (train), 1 (valid) or 2 (test), got {labels[bad[0]]}",
+                        path=path, line=first + int(bad[0]), field=LABEL)
+    features = load_features(folder, modalities)
+    n_items = max([int(items.max(initial=-1)) + 1] + [f.shape[0] for f in features.values()])
+    shape = (int(users.max(initial=-1)) + 1, n_items)
+    splits = [interactions_to_csr(users[labels == k], items[labels == k], shape) for k in range(3)]
+    return RecDataset(path.stem, *splits, features=features, source=str(path))

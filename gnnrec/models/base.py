@@ -1,0 +1,108 @@
+"""The LightningModule every embedding recommender shares: BPR training and full-ranking evaluation."""
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from gnnrec.data.dataset import RecDataset
+from gnnrec.errors import ConfigError
+
+REG_NORMS = ("squared", "l2")
+
+
+class Recommender(L.LightningModule):
+    """Subclasses implement ``forward() -> (user_embeddings, item_embeddings)`` over all users and items and
+    ``layer0(users, pos, neg)`` (the free embeddings that the regulariser penalises); scores are dot products.
+
+    Evaluation metric sums come from the ``FullRankingEvaluator`` that the DataModule holds; under DDP they
+    are summed over ranks before logging, so every rank logs the same global value.
+    """
+
+    def __init__(self, dataset: RecDataset, embedding_dim: int = 64, reg_weight: float = 1e-4,
+                 reg_norm: str = "squared", lr: float = 1e-3, weight_decay: float = 0.0):
+        super().__init__()
+        if reg_norm not in REG_NORMS:
+            raise ConfigError(f"model.reg_norm must be one of {REG_NORMS}, got '{reg_norm}'")
+        self.save_hyperparameters(ignore=["dataset"])
+        self.n_users, self.n_items = dataset.n_users, dataset.n_items
+        self._sums: torch.Tensor | None = None
+        self._scorer = None
+
+    def layer0(self, users, pos, neg) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def bpr_loss(self, users, pos, neg, user_emb, item_emb) -> torch.Tensor:
+        u = user_emb[users]
+        diff = (u * item_emb[pos]).sum(-1) - (u * item_emb[neg]).sum(-1)
+        return -F.logsigmoid(diff).mean()
+
+    def reg_loss(self, users, pos, neg) -> torch.Tensor:
+        embs = self.layer0(users, pos, neg)
+        if self.hparams.reg_norm == "squared":
+            total = sum(e.pow(2).sum() for e in embs)
+        else:  # MMRec's EmbLoss: unsquared Frobenius norms
+            total = sum(e.norm(p=2) for e in embs)
+        return self.hparams.reg_weight * total / len(users)
+
+    def training_step(self, batch, batch_idx):
+        users, pos, neg = batch
+        user_emb, item_emb = self()
+        bpr = self.bpr_loss(users, pos, neg, user_emb, item_emb)
+        loss = bpr + self.reg_loss(users, pos, neg)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(users),
+                 sync_dist=True)
+        self.log("train/bpr", bpr, on_step=False, on_epoch=True, batch_size=len(users), sync_dist=True)
+        return loss
+
+    def on_save_checkpoint(self, checkpoint):
+        if getattr(self, "gnnrec_config", None) is not None:  # lets `gnnrec evaluate` rebuild data and model
+            checkpoint["gnnrec_config"] = self.gnnrec_config
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    @torch.no_grad()
+    def score_fn(self):
+        """A function users -> (B, n_items) scores, with the full-graph embeddings computed once."""
+        user_emb, item_emb = self()
+        return lambda users: user_emb[users.to(user_emb.device)] @ item_emb.T
+
+    # --- full-ranking evaluation -------------------------------------------------------------------
+    def evaluator(self, split: str):
+        return self.trainer.datamodule.evaluators[split]
+
+    def start_eval(self):
+        self._scorer = self.score_fn()
+        self._sums = None
+
+    def eval_step(self, split: str, users: torch.Tensor):
+        sums = self.evaluator(split).batch_sums(users, self._scorer(users))
+        self._sums = sums if self._sums is None else self._sums + sums
+
+    def end_eval(self, split: str):
+        ev = self.evaluator(split)
+        local = self._sums if self._sums is not None else torch.zeros(len(ev.names) + 1, dtype=torch.float64)
+        total = self.trainer.strategy.reduce(local.to(self.device), reduce_op="sum").cpu()
+        values = ev.finalize(total)
+        self.log_dict({f"{split}/{k}": float(v) for k, v in values.items() if k != "users"}, sync_dist=False,
+                      rank_zero_only=False)
+        self._scorer, self._sums = None, None
+
+    def on_validation_epoch_start(self):
+        self.start_eval()
+
+    def validation_step(self, users, batch_idx):
+        self.eval_step("valid", users)
+
+    def on_validation_epoch_end(self):
+        self.end_eval("valid")
+
+    def on_test_epoch_start(self):
+        self.start_eval()
+
+    def test_step(self, users, batch_idx):
+        self.eval_step("test", users)
+
+    def on_test_epoch_end(self):
+        self.end_eval("test")

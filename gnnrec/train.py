@@ -1,0 +1,132 @@
+"""One training run: config -> dataset -> model -> Lightning Trainer -> run folder with config, metrics, checkpoint."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from gnnrec.config import dump_config
+from gnnrec.data import load_dataset
+from gnnrec.data.datamodule import RecDataModule
+from gnnrec.models import build_model
+
+log = logging.getLogger(__name__)
+
+RUN_DIR_ENV = "GNNREC_RUN_DIR"  # shared by DDP worker processes so that all ranks write to one folder
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+
+
+def dataset_from_config(cfg: dict):
+    return load_dataset(seed=cfg["seed"], **cfg["data"])
+
+
+def model_from_config(cfg: dict, dataset):
+    return build_model(dataset, **cfg["model"], **cfg["optim"])
+
+
+def datamodule_from_config(cfg: dict, dataset) -> RecDataModule:
+    return RecDataModule(dataset, batch_size=cfg["train"]["batch_size"], eval_batch_size=cfg["eval"]["batch_size"],
+                         protocol=cfg["eval"]["protocol"], ks=cfg["eval"]["ks"], seed=cfg["seed"])
+
+
+def make_run_dir(cfg: dict) -> Path:
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    source = Path(str(cfg["data"]["source"])).name
+    name = cfg["output"]["name"] or f"{cfg['model']['name']}-{source}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(cfg["output"]["dir"]) / name
+    suffix = 1
+    while run_dir.exists():
+        run_dir = Path(cfg["output"]["dir"]) / f"{name}-{suffix}"
+        suffix += 1
+    run_dir.mkdir(parents=True)
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+    return run_dir
+
+
+def loggers(run_dir: Path) -> list:
+    out = [CSVLogger(run_dir, name="logs", version="")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        import tensorboard  # noqa: F401
+
+        out.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
+    except ImportError:
+        pass
+    return out
+
+
+class EpochTimer(L.Callback):
+    """Wall-clock seconds of the training part of each epoch (validation excluded)."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def train(cfg: dict) -> RunResult:
+    """Train with early stopping on validation, then evaluate the best checkpoint on valid and test."""
+    L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    dataset = dataset_from_config(cfg)
+    datamodule = datamodule_from_config(cfg, dataset)
+    model = model_from_config(cfg, dataset)
+    run_dir = make_run_dir(cfg)
+    tcfg = cfg["train"]
+    monitor = tcfg["monitor"]
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
+                                 save_top_k=1, save_last=True)
+    stopper = EarlyStopping(monitor=monitor, mode="max", patience=tcfg["patience"], min_delta=0.0)
+    timer = EpochTimer()
+    trainer = L.Trainer(
+        max_epochs=tcfg["max_epochs"], accelerator=tcfg["accelerator"], devices=tcfg["devices"],
+        strategy=tcfg["strategy"], num_nodes=tcfg["num_nodes"], precision=tcfg["precision"],
+        check_val_every_n_epoch=tcfg["eval_every"], callbacks=[checkpoint, stopper, timer],
+        logger=loggers(run_dir), enable_progress_bar=tcfg["progress_bar"], num_sanity_val_steps=0,
+        reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False, enable_model_summary=False,
+        log_every_n_steps=1,
+    )
+    if trainer.is_global_zero:
+        dump_config(cfg, run_dir / "config.yaml")
+    model.gnnrec_config = cfg
+    trainer.fit(model, datamodule=datamodule, ckpt_path=tcfg["resume"])
+    best = checkpoint.best_model_path or None
+    valid = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    best_epoch = torch.load(best, map_location="cpu", weights_only=False)["epoch"] + 1 if best else None
+    metrics = {
+        "dataset": dataset.name,
+        "model": cfg["model"]["name"],
+        "protocol": cfg["eval"]["protocol"],
+        "best_epoch": best_epoch,
+        "epochs_trained": trainer.current_epoch,
+        "seconds_per_epoch": sum(timer.seconds) / max(1, len(timer.seconds)),
+        "checkpoint": str(Path(best).resolve()) if best else None,
+        "valid": strip_prefix(valid, "valid/"),
+        "test": strip_prefix(test, "test/"),
+    }
+    if trainer.is_global_zero:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return RunResult(run_dir, metrics)
+
+
+def strip_prefix(values: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: float(v) for k, v in values.items() if k.startswith(prefix)}
