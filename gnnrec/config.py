@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import numbers
+import re
 from pathlib import Path
 
 import yaml
@@ -41,6 +43,29 @@ DEFAULTS: dict = {
     "output": {"dir": "runs", "name": None},
 }
 
+class ConfigLoader(yaml.SafeLoader):
+    """Safe YAML that also reads ``1e-4`` as a float (plain YAML 1.1 wants ``1.0e-4``)."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+"
+               r"(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=ConfigLoader)
+
+
+def check_type(where: str, default, value) -> None:
+    """A key whose default is a number must get a number (YAML typos like ``lr: 1e-3x`` arrive as strings)."""
+    if isinstance(default, numbers.Number) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, numbers.Number):
+            raise ConfigError(f"config key '{where}' must be a number, got {value!r}")
+
+
 # Sections whose keys are the arguments of a function or class, checked where they are used.
 OPEN_SECTIONS = {"model", "data.synthetic"}
 
@@ -56,6 +81,7 @@ def merge(base: dict, update: dict, path: str = "") -> dict:
                 raise ConfigError(f"config key '{where}' must be a mapping, got {value!r}")
             out[key] = {**out[key], **value} if where in OPEN_SECTIONS else merge(out[key], value, f"{where}.")
         else:
+            check_type(where, out[key], value)
             out[key] = value
     return out
 
@@ -65,7 +91,7 @@ def parse_override(text: str) -> dict:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"override '{text}' is not of the form key.sub=value")
-    value = yaml.safe_load(raw) if raw else None
+    value = parse_yaml(raw) if raw else None
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
@@ -78,7 +104,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            content = parse_yaml(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML: {exc}") from None
         if not isinstance(content, dict):
@@ -104,10 +130,13 @@ def check_open_sections(cfg: dict) -> None:
                           f"valid keys: {', '.join(sorted(allowed))}")
     params = dict(cfg["model"])
     cls = model_class(params.pop("name", None))
-    unknown = sorted(set(params) - set(model_params(cls)))
+    allowed = {k: v for k, v in model_params(cls).items() if k not in DEFAULTS["optim"]}  # optim.* set those
+    unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ConfigError(f"unknown key(s) model.{', model.'.join(unknown)} for model '{cfg['model']['name']}'; "
-                          f"valid keys: name, {', '.join(sorted(model_params(cls)))}")
+                          f"valid keys: name, {', '.join(sorted(allowed))}")
+    for key, value in params.items():
+        check_type(f"model.{key}", allowed[key], value)
 
 
 def dump_config(cfg: dict, path: Path) -> None:

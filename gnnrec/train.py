@@ -27,6 +27,7 @@ RUN_DIR_ENV = "GNNREC_RUN_DIR"  # shared by DDP worker processes so that all ran
 class RunResult:
     run_dir: Path
     metrics: dict
+    is_global_zero: bool = True  # False in DDP worker processes, which should not report
 
 
 def dataset_from_config(cfg: dict):
@@ -42,9 +43,10 @@ def datamodule_from_config(cfg: dict, dataset) -> RecDataModule:
                          protocol=cfg["eval"]["protocol"], ks=cfg["eval"]["ks"], seed=cfg["seed"])
 
 
-def make_run_dir(cfg: dict) -> Path:
+def make_run_dir(cfg: dict) -> tuple[Path, bool]:
+    """A new run folder, or the one the launching process made (DDP workers); True if made here."""
     if os.environ.get(RUN_DIR_ENV):
-        return Path(os.environ[RUN_DIR_ENV])
+        return Path(os.environ[RUN_DIR_ENV]), False
     source = Path(str(cfg["data"]["source"])).name
     name = cfg["output"]["name"] or f"{cfg['model']['name']}-{source}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(cfg["output"]["dir"]) / name
@@ -53,8 +55,7 @@ def make_run_dir(cfg: dict) -> Path:
         run_dir = Path(cfg["output"]["dir"]) / f"{name}-{suffix}"
         suffix += 1
     run_dir.mkdir(parents=True)
-    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
-    return run_dir
+    return run_dir, True
 
 
 def loggers(run_dir: Path) -> list:
@@ -85,11 +86,21 @@ class EpochTimer(L.Callback):
 
 def train(cfg: dict) -> RunResult:
     """Train with early stopping on validation, then evaluate the best checkpoint on valid and test."""
+    run_dir, made_here = make_run_dir(cfg)
+    if not made_here:
+        return fit_and_test(cfg, run_dir)
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the DDP workers Lightning launches
+    try:
+        return fit_and_test(cfg, run_dir)
+    finally:
+        os.environ.pop(RUN_DIR_ENV, None)
+
+
+def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     dataset = dataset_from_config(cfg)
     datamodule = datamodule_from_config(cfg, dataset)
     model = model_from_config(cfg, dataset)
-    run_dir = make_run_dir(cfg)
     tcfg = cfg["train"]
     monitor = tcfg["monitor"]
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
@@ -125,7 +136,7 @@ def train(cfg: dict) -> RunResult:
     }
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    return RunResult(run_dir, metrics)
+    return RunResult(run_dir, metrics, trainer.is_global_zero)
 
 
 def strip_prefix(values: dict, prefix: str) -> dict:
