@@ -79,9 +79,16 @@ def cmd_data_info(args) -> None:
     stats = data.stats()
     if args.json:
         print(json.dumps(stats, indent=2))
-        return
-    for key, value in stats.items():
-        print(f"{key:<22} {value}")
+    else:
+        for key, value in stats.items():
+            print(f"{key:<22} {value}")
+    if args.card:
+        from gnnrec.data.cards import check_against_card, load_card
+
+        problems = check_against_card(load_card(args.card), args.path, stats)
+        if problems:
+            raise GnnrecError(f"{args.path} does not match {args.card}:\n  " + "\n  ".join(problems))
+        print(f"matches {args.card}: files and statistics as expected")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("path")
     q.add_argument("--format", default="auto", help="auto, mmrec, lightgcn, pickle, lattice or recbole")
     q.add_argument("--json", action="store_true")
+    q.add_argument("--card", help="a dataset card (datasets/NAME.yaml) to check the files and statistics against")
     q.set_defaults(func=cmd_data_info)
     return parser
 
