@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import CSVLogger
 from gnnrec.config import dump_config
 from gnnrec.data import load_dataset
 from gnnrec.data.datamodule import RecDataModule
+from gnnrec.eval import FullRankingEvaluator
 from gnnrec.models import build_model
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     dataset = dataset_from_config(cfg)
     datamodule = datamodule_from_config(cfg, dataset)
     model = model_from_config(cfg, dataset)
+    if not model.trainable:
+        return evaluate_only(cfg, run_dir, dataset, model)
     tcfg = cfg["train"]
     monitor = tcfg["monitor"]
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
@@ -123,20 +126,46 @@ def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     valid = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
     test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
     best_epoch = torch.load(best, map_location="cpu", weights_only=False)["epoch"] + 1 if best else None
-    metrics = {
+    metrics = run_metrics(cfg, dataset, strip_prefix(valid, "valid/"), strip_prefix(test, "test/"), best_epoch,
+                          trainer.current_epoch, sum(timer.seconds) / max(1, len(timer.seconds)), best)
+    if trainer.is_global_zero:
+        write_metrics(run_dir, metrics)
+    return RunResult(run_dir, metrics, trainer.is_global_zero)
+
+
+def evaluate_only(cfg: dict, run_dir: Path, dataset, model) -> RunResult:
+    """Learning-free models: evaluate directly and save a checkpoint that `gnnrec evaluate` can reopen."""
+    results = {}
+    with torch.no_grad():
+        score = model.score_fn()
+        for split in ("valid", "test"):
+            ev = FullRankingEvaluator(dataset, split, cfg["eval"]["protocol"], cfg["eval"]["ks"])
+            results[split] = ev.evaluate(score, cfg["eval"]["batch_size"])
+    ckpt = run_dir / "checkpoints" / "best.ckpt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), "gnnrec_config": cfg, "epoch": 0}, ckpt)
+    dump_config(cfg, run_dir / "config.yaml")
+    metrics = run_metrics(cfg, dataset, results["valid"], results["test"], 0, 0, 0.0, str(ckpt))
+    write_metrics(run_dir, metrics)
+    return RunResult(run_dir, metrics)
+
+
+def run_metrics(cfg, dataset, valid, test, best_epoch, epochs, seconds_per_epoch, checkpoint) -> dict:
+    return {
         "dataset": dataset.name,
         "model": cfg["model"]["name"],
         "protocol": cfg["eval"]["protocol"],
         "best_epoch": best_epoch,
-        "epochs_trained": trainer.current_epoch,
-        "seconds_per_epoch": sum(timer.seconds) / max(1, len(timer.seconds)),
-        "checkpoint": str(Path(best).resolve()) if best else None,
-        "valid": strip_prefix(valid, "valid/"),
-        "test": strip_prefix(test, "test/"),
+        "epochs_trained": epochs,
+        "seconds_per_epoch": seconds_per_epoch,
+        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+        "valid": valid,
+        "test": test,
     }
-    if trainer.is_global_zero:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    return RunResult(run_dir, metrics, trainer.is_global_zero)
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> None:
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
 
 
 def strip_prefix(values: dict, prefix: str) -> dict:

@@ -5,10 +5,11 @@ import inspect
 
 from gnnrec.errors import ConfigError
 from gnnrec.models.base import Recommender
+from gnnrec.models.gte import GTE
 from gnnrec.models.lightgcn import LightGCN
 from gnnrec.models.mf import MF
 
-MODELS: dict[str, type[Recommender]] = {"mf": MF, "lightgcn": LightGCN}
+MODELS: dict[str, type[Recommender]] = {"mf": MF, "lightgcn": LightGCN, "gte": GTE}
 
 
 def model_params(cls) -> dict:
@@ -39,4 +40,4 @@ def build_model(dataset, name: str, **params) -> Recommender:
     return cls(dataset, **params)
 
 
-__all__ = ["MODELS", "Recommender", "MF", "LightGCN", "build_model", "model_class", "model_params"]
+__all__ = ["MODELS", "Recommender", "MF", "LightGCN", "GTE", "build_model", "model_class", "model_params"]

@@ -19,6 +19,8 @@ class Recommender(L.LightningModule):
     are summed over ranks before logging, so every rank logs the same global value.
     """
 
+    trainable = True  # False for learning-free models (GTE): `gnnrec train` then only evaluates
+
     def __init__(self, dataset: RecDataset, embedding_dim: int = 64, reg_weight: float = 1e-4,
                  reg_norm: str = "squared", lr: float = 1e-3, weight_decay: float = 0.0):
         super().__init__()
