@@ -91,6 +91,35 @@ def cmd_data_info(args) -> None:
         print(f"matches {args.card}: files and statistics as expected")
 
 
+def cmd_expressiveness(args) -> None:
+    from pathlib import Path
+
+    from gnnrec.config import load_config
+    from gnnrec.eval import FullRankingEvaluator
+    from gnnrec.expressiveness.report import expressiveness_report, format_report
+    from gnnrec.models import MODELS
+    from gnnrec.runs import load_run, resolve_checkpoint
+    from gnnrec.train import dataset_from_config, model_from_config
+
+    if args.target in MODELS:  # a model by name: only learning-free ones make sense untrained
+        cfg = load_config(None, [f"model.name={args.target}", f"data.source={args.data}", *args.overrides])
+        dataset = dataset_from_config(cfg)
+        model = model_from_config(cfg, dataset)
+        if model.trainable:
+            raise GnnrecError(f"'{args.target}' must be trained first: give its run folder instead")
+        accuracy = FullRankingEvaluator(dataset, "test", cfg["eval"]["protocol"], [20]).evaluate(
+            model.score_fn(), cfg["eval"]["batch_size"])
+    else:
+        ckpt = resolve_checkpoint(args.target)
+        cfg, dataset, model = load_run(ckpt)
+        metrics_file = ckpt.parent.parent / "metrics.json"
+        accuracy = json.loads(metrics_file.read_text())["test"] if metrics_file.is_file() else {}
+    report = expressiveness_report(model, dataset, args.users, args.pairs, args.seed)
+    print(format_report(f"{cfg['model']['name']} on {dataset.name}", accuracy, report))
+    if args.output:
+        Path(args.output).write_text(json.dumps({"accuracy": accuracy, **report}, indent=2), encoding="utf-8")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnnrec", description="Graph-based multimodal recommendation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -117,6 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", choices=["known", "train"], default="known",
                    help="items to leave out: all the user's known interactions (default) or train only")
     p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("expressiveness", help="graph, node and link-level expressiveness next to accuracy",
+                       description="Topological closeness on the run's data, node automorphism on its user-item "
+                                   "graph (nauty orbits or 1-WL classes), graph isomorphism on a suite of pairs.")
+    p.add_argument("target", help="a run folder or checkpoint, or a learning-free model name (gte)")
+    p.add_argument("overrides", nargs="*", help="config overrides when TARGET is a model name")
+    p.add_argument("--data", default="synthetic", help="dataset when TARGET is a model name")
+    p.add_argument("--users", type=int, default=1000, help="users sampled for topological closeness")
+    p.add_argument("--pairs", type=int, default=100, help="item pairs sampled per user")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", help="also write the report as JSON")
+    p.set_defaults(func=cmd_expressiveness)
 
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)

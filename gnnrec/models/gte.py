@@ -36,6 +36,7 @@ def zip_pad(a: list[int], b: list[int]):
 
 
 class GTE(Recommender):
+    propagation_rule = "gte"  # how it propagates a symmetric initialisation (expressiveness metrics)
     trainable = False
 
     def __init__(self, dataset: RecDataset, num_layers: int = 3, **kwargs):

@@ -19,6 +19,7 @@ def propagate_mean(adj: torch.Tensor, x: torch.Tensor, num_layers: int) -> torch
 
 
 class LightGCN(Recommender):
+    propagation_rule = "lightgcn"  # how it propagates a symmetric initialisation (expressiveness metrics)
     def __init__(self, dataset: RecDataset, embedding_dim: int = 64, num_layers: int = 3, **kwargs):
         super().__init__(dataset, embedding_dim=embedding_dim, **kwargs)
         self.num_layers = num_layers

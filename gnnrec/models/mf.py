@@ -8,6 +8,7 @@ from gnnrec.models.base import Recommender
 
 
 class MF(Recommender):
+    propagation_rule = "mf"  # how it propagates a symmetric initialisation (expressiveness metrics)
     def __init__(self, dataset: RecDataset, embedding_dim: int = 64, **kwargs):
         super().__init__(dataset, embedding_dim=embedding_dim, **kwargs)
         self.user_emb = nn.Embedding(self.n_users, embedding_dim)
