@@ -47,14 +47,19 @@ class Recommender(L.LightningModule):
             total = sum(e.norm(p=2) for e in embs)
         return self.hparams.reg_weight * total / len(users)
 
-    def training_step(self, batch, batch_idx):
-        users, pos, neg = batch
+    def loss(self, users, pos, neg) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Training loss of a batch of BPR triples, and its named parts for logging."""
         user_emb, item_emb = self()
         bpr = self.bpr_loss(users, pos, neg, user_emb, item_emb)
-        loss = bpr + self.reg_loss(users, pos, neg)
+        return bpr + self.reg_loss(users, pos, neg), {"bpr": bpr}
+
+    def training_step(self, batch, batch_idx):
+        users, pos, neg = batch
+        loss, parts = self.loss(users, pos, neg)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(users),
                  sync_dist=True)
-        self.log("train/bpr", bpr, on_step=False, on_epoch=True, batch_size=len(users), sync_dist=True)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(users), sync_dist=True)
         return loss
 
     def on_save_checkpoint(self, checkpoint):

@@ -1,0 +1,143 @@
+"""Item-item kNN graphs from modality features (LATTICE, FREEDOM), never materialised as items x items.
+
+Cosine top-k is computed over row blocks x column blocks with a running top-k, so peak extra memory is
+O(row_block x col_block + items x k). Ties are broken towards the lower item id, so the result does not
+depend on the block sizes. The graph for each modality is binarised (FREEDOM) or keeps its similarities,
+normalised D^-1/2 A D^-1/2 with D the row sums (as FREEDOM does), and modalities are fused with weights
+that sum to 1.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from gnnrec.errors import ConfigError, DataError
+from gnnrec.eval.metrics import topk_items
+
+log = logging.getLogger(__name__)
+GRAPH_VERSION = 1  # part of the cache key: bump when the construction changes
+
+
+def normalize_rows(features, name: str = "features") -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(features, dtype=np.float32) if not torch.is_tensor(features) else features)
+    if x.ndim != 2:
+        raise DataError(f"modality '{name}' must be a 2-D items x dim matrix, got shape {tuple(x.shape)}", field=name)
+    finite = torch.isfinite(x).all(dim=1)
+    if not finite.all():
+        row = int((~finite).nonzero()[0])
+        raise DataError(f"modality '{name}' has NaN or inf values (first at item {row})", field=name)
+    norms = x.norm(dim=1, keepdim=True)
+    zero = norms.squeeze(1) == 0
+    if zero.any():
+        rows = zero.nonzero().squeeze(1)
+        raise DataError(f"modality '{name}' has {len(rows)} all-zero rows (first: item {int(rows[0])}); cosine "
+                        "similarity is undefined for them: fill or drop those items first", field=name)
+    return x / norms
+
+
+def knn_topk(features, k: int, include_self: bool = True, row_block: int = 2048, col_block: int = 8192,
+             name: str = "features", progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, cosine values), each (n_items, k): the k most similar items of every item."""
+    x = normalize_rows(features, name)
+    n = x.shape[0]
+    limit = n if include_self else n - 1
+    if not 0 < k <= limit:
+        raise ConfigError(f"knn k must be in [1, {limit}] for {n} items ({'with' if include_self else 'without'} "
+                          f"the item itself), got {k}")
+    out_idx = torch.empty((n, k), dtype=torch.int64)
+    out_val = torch.empty((n, k), dtype=x.dtype)
+    blocks = range(0, n, row_block)
+    if progress:
+        from tqdm import tqdm
+
+        blocks = tqdm(blocks, desc=f"kNN {name}", unit="block")
+    for r0 in blocks:
+        rows = x[r0 : r0 + row_block]
+        best_val = torch.full((len(rows), 0), -torch.inf, dtype=x.dtype)
+        best_idx = torch.empty((len(rows), 0), dtype=torch.int64)
+        for c0 in range(0, n, col_block):
+            sims = rows @ x[c0 : c0 + col_block].T
+            if not include_self and c0 < r0 + len(rows) and r0 < c0 + sims.shape[1]:
+                r = torch.arange(max(r0, c0), min(r0 + len(rows), c0 + sims.shape[1]))
+                sims[r - r0, r - c0] = -torch.inf
+            ids = torch.arange(c0, c0 + sims.shape[1]).expand(len(rows), -1)
+            order = torch.argsort(best_idx, dim=1)  # candidates in ascending id order: ties go to lower ids
+            cand_val = torch.cat([best_val.gather(1, order), sims], dim=1)
+            cand_idx = torch.cat([best_idx.gather(1, order), ids], dim=1)
+            pos = topk_items(cand_val, min(k, cand_val.shape[1]))
+            best_val, best_idx = cand_val.gather(1, pos), cand_idx.gather(1, pos)
+        out_idx[r0 : r0 + len(rows)] = best_idx
+        out_val[r0 : r0 + len(rows)] = best_val
+    return out_idx, out_val
+
+
+def knn_adjacency(indices: torch.Tensor, values: torch.Tensor, n: int, binary: bool = True) -> sp.csr_matrix:
+    """Normalised kNN adjacency D^-1/2 A D^-1/2 (D = row sums) as scipy CSR."""
+    rows = np.repeat(np.arange(n), indices.shape[1])
+    data = np.ones(rows.size, np.float32) if binary else values.detach().numpy().ravel().clip(min=0)
+    adj = sp.csr_matrix((data, (rows, indices.numpy().ravel())), shape=(n, n))
+    deg = np.asarray(adj.sum(axis=1)).ravel() + 1e-7
+    inv = deg ** -0.5
+    out = sp.diags(inv) @ adj @ sp.diags(inv)
+    return sp.csr_matrix(out, dtype=np.float32)
+
+
+def check_weights(names: list[str], weights: dict[str, float] | None) -> dict[str, float]:
+    if not names:
+        raise ConfigError("an item-item graph needs at least one feature modality; this dataset has none")
+    if weights is None:
+        return {n: 1.0 / len(names) for n in names}
+    unknown = sorted(set(weights) - set(names))
+    missing = sorted(set(names) - set(weights))
+    if unknown or missing:
+        raise ConfigError(f"modality weights must name exactly the modalities {sorted(names)}; "
+                          f"unknown {unknown}, missing {missing}")
+    total = sum(weights.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ConfigError(f"modality weights must sum to 1, got {total}")
+    return dict(weights)
+
+
+def cache_key(features: dict[str, np.ndarray], params: dict) -> str:
+    digest = hashlib.sha256()
+    digest.update(repr(sorted(params.items())).encode())
+    digest.update(str(GRAPH_VERSION).encode())
+    for name in sorted(features):
+        arr = np.ascontiguousarray(features[name])
+        digest.update(f"{name}|{arr.shape}|{arr.dtype}".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()[:24]
+
+
+def item_graph(features: dict[str, np.ndarray], k: int = 10, weights: dict[str, float] | None = None,
+               binary: bool = True, include_self: bool = True, cache_dir: str | Path | None = None,
+               row_block: int = 2048, col_block: int = 8192, progress: bool = False) -> sp.csr_matrix:
+    """The frozen, fused item-item graph; cached on disk under a hash of the features and every parameter."""
+    weights = check_weights(sorted(features), weights)
+    params = {"k": k, "weights": tuple(sorted(weights.items())), "binary": binary, "include_self": include_self}
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"item_graph-{cache_key(features, params)}.npz"
+        if path.is_file():
+            log.info("item graph loaded from cache %s", path)
+            return sp.load_npz(path).tocsr()
+    n = next(iter(features.values())).shape[0]
+    fused = sp.csr_matrix((n, n), dtype=np.float32)
+    for name in sorted(features):
+        if features[name].shape[0] != n:
+            raise DataError(f"modality '{name}' has {features[name].shape[0]} rows, expected {n} (one per item)",
+                            field=name)
+        idx, val = knn_topk(features[name], k, include_self, row_block, col_block, name, progress)
+        fused = fused + weights[name] * knn_adjacency(idx, val, n, binary)
+    fused = fused.tocsr()
+    fused.sort_indices()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sp.save_npz(path, fused)
+        log.info("item graph cached at %s", path)
+    return fused

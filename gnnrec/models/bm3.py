@@ -1,0 +1,65 @@
+"""BM3 (Zhou et al., WWW 2023): bootstrapped multimodal learning without negative samples.
+
+LightGCN embeddings (item vector + its ID embedding) pass through a shared linear predictor; targets are
+dropout-perturbed, detached copies. Losses: cosine alignment user<->item of each interaction, each
+modality's projected features against the item target and against their own perturbed copy, plus
+reg_weight x the embeddings' L2 norm. Scores use the predictor's outputs. Negatives in the batch are unused.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gnnrec.data.dataset import RecDataset
+from gnnrec.graphs.adjacency import normalized_bipartite
+from gnnrec.models.base import Recommender
+from gnnrec.models.lightgcn import propagate_mean
+from gnnrec.models.modalities import ModalityProjections, require_features
+
+
+def cosine_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 1 - F.cosine_similarity(a, b.detach(), dim=-1).mean()
+
+
+class BM3(Recommender):
+    propagation_rule = "lightgcn"
+
+    def __init__(self, dataset: RecDataset, embedding_dim: int = 64, num_layers: int = 1, dropout: float = 0.3,
+                 cl_weight: float = 2.0, reg_weight: float = 0.1, **kwargs):
+        super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
+        feats = require_features(dataset, "bm3")
+        self.num_layers, self.dropout, self.cl_weight = num_layers, dropout, cl_weight
+        self.user_emb = nn.Embedding(self.n_users, embedding_dim)
+        self.item_emb = nn.Embedding(self.n_items, embedding_dim)
+        nn.init.xavier_uniform_(self.user_emb.weight)
+        nn.init.xavier_uniform_(self.item_emb.weight)
+        self.modalities = ModalityProjections(feats, embedding_dim, trainable=True)
+        self.predictor = nn.Linear(embedding_dim, embedding_dim)
+        nn.init.xavier_normal_(self.predictor.weight)
+        self._adj = normalized_bipartite(dataset.train)
+
+    def encode(self):
+        self._adj = self._adj.to(self.item_emb.weight.device)
+        x = propagate_mean(self._adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.num_layers)
+        return x[: self.n_users], x[self.n_users :] + self.item_emb.weight
+
+    def forward(self):
+        users, items = self.encode()
+        return self.predictor(users), self.predictor(items)
+
+    def loss(self, users, pos, neg):
+        user_all, item_all = self.encode()
+        feats = self.modalities()
+        with torch.no_grad():
+            user_target = F.dropout(user_all, self.dropout)[users]
+            item_target = F.dropout(item_all, self.dropout)[pos]
+            feat_target = {n: F.dropout(f, self.dropout)[pos] for n, f in feats.items()}
+        user_online, item_online = self.predictor(user_all[users]), self.predictor(item_all[pos])
+        align = cosine_loss(user_online, item_target) + cosine_loss(item_online, user_target)
+        modal = 0
+        for name, f in feats.items():
+            online = self.predictor(f[pos])
+            modal = modal + cosine_loss(online, item_target) + cosine_loss(online, feat_target[name])
+        reg = self.hparams.reg_weight * (user_all.norm() + item_all.norm()) / self.n_items
+        return align + reg + self.cl_weight * modal, {"align": align, "modal": modal}

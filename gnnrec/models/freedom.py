@@ -1,0 +1,59 @@
+"""FREEDOM (Zhou & Shen, MM 2023): a frozen item-item kNN graph plus a degree-sensitively pruned user-item graph.
+
+h = S^n_mm E_items over the frozen fused item graph; LightGCN (mean of layers) over the user-item graph,
+pruned afresh every epoch in training and full in evaluation; item vector = LightGCN item vector + h.
+Loss = BPR(user, item) + reg_weight x sum over modalities of BPR(user, projected feature of item).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from gnnrec.data.dataset import RecDataset
+from gnnrec.graphs.adjacency import normalized_bipartite
+from gnnrec.graphs.pruning import DegreeSensitivePruner
+from gnnrec.models.base import Recommender
+from gnnrec.models.lightgcn import propagate_mean
+from gnnrec.models.modalities import FrozenItemGraph, ModalityProjections
+
+
+class FREEDOM(Recommender):
+    propagation_rule = "lightgcn"
+
+    def __init__(self, dataset: RecDataset, embedding_dim: int = 64, num_layers: int = 2, num_mm_layers: int = 1,
+                 knn_k: int = 10, modality_weights: dict | None = None, dropout: float = 0.8,
+                 reg_weight: float = 0.0, graph_cache_dir: str | None = None, **kwargs):
+        super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
+        self.num_layers, self.num_mm_layers = num_layers, num_mm_layers
+        self.user_emb = nn.Embedding(self.n_users, embedding_dim)
+        self.item_emb = nn.Embedding(self.n_items, embedding_dim)
+        nn.init.xavier_uniform_(self.user_emb.weight)
+        nn.init.xavier_uniform_(self.item_emb.weight)
+        self.item_graph = FrozenItemGraph(dataset, knn_k, modality_weights, graph_cache_dir, "freedom")
+        self.modalities = ModalityProjections(dataset.features, embedding_dim, trainable=True)
+        self.pruner = DegreeSensitivePruner(dataset.train, dropout)
+        self._full_adj = normalized_bipartite(dataset.train)
+        self._train_adj = None
+
+    def on_train_epoch_start(self):
+        # same draw on every DDP rank: seeded by the run seed and the epoch
+        rng = np.random.default_rng([torch.initial_seed() % 2**32, self.current_epoch])
+        self._train_adj = self.pruner.sample(rng)
+
+    def forward(self, adj: torch.Tensor | None = None):
+        device = self.item_emb.weight.device
+        adj = (self._full_adj if adj is None else adj).to(device)
+        h = self.item_emb.weight
+        graph = self.item_graph.on(device)
+        for _ in range(self.num_mm_layers):
+            h = torch.sparse.mm(graph, h)
+        x = propagate_mean(adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.num_layers)
+        return x[: self.n_users], x[self.n_users :] + h
+
+    def loss(self, users, pos, neg):
+        adj = self._train_adj if self._train_adj is not None else self._full_adj
+        user_emb, item_emb = self(adj)
+        bpr = self.bpr_loss(users, pos, neg, user_emb, item_emb)
+        feature_bpr = sum(self.bpr_loss(users, pos, neg, user_emb, f) for f in self.modalities().values())
+        return bpr + self.hparams.reg_weight * feature_bpr, {"bpr": bpr, "feature_bpr": feature_bpr}

@@ -1,0 +1,49 @@
+"""Building blocks the multimodal models share: per-modality feature tables with linear projections, and
+the frozen item-item graph."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from gnnrec.data.dataset import RecDataset
+from gnnrec.errors import ConfigError
+from gnnrec.graphs.adjacency import to_torch_csr
+from gnnrec.graphs.knn import item_graph
+
+
+def require_features(dataset: RecDataset, model: str) -> dict[str, np.ndarray]:
+    if not dataset.features:
+        raise ConfigError(f"model '{model}' needs item features, and dataset '{dataset.name}' has none "
+                          "(add *.npy feature files, or encode some with gnnrec's encoders)")
+    return dataset.features
+
+
+class ModalityProjections(nn.Module):
+    """Each modality's raw item features (trainable when ``trainable``, as MMRec's FREEDOM and BM3 do) and a
+    linear map to ``dim``. Any number of modalities, named as in the dataset."""
+
+    def __init__(self, features: dict[str, np.ndarray], dim: int, trainable: bool = True):
+        super().__init__()
+        self.names = sorted(features)
+        self.tables = nn.ModuleDict({n: nn.Embedding.from_pretrained(torch.from_numpy(np.asarray(features[n],
+                                     dtype=np.float32)), freeze=not trainable) for n in self.names})
+        self.proj = nn.ModuleDict({n: nn.Linear(features[n].shape[1], dim) for n in self.names})
+
+    def forward(self) -> dict[str, torch.Tensor]:
+        return {n: self.proj[n](self.tables[n].weight) for n in self.names}
+
+
+class FrozenItemGraph:
+    """The fused kNN item graph (section 4 of the reference), built once and moved to the model's device."""
+
+    def __init__(self, dataset: RecDataset, k: int, weights: dict | None, cache_dir: str | None,
+                 model: str, binary: bool = True):
+        feats = require_features(dataset, model)
+        self.matrix = item_graph(feats, k=k, weights=weights, binary=binary, cache_dir=cache_dir)
+        self._tensor = to_torch_csr(self.matrix)
+
+    def on(self, device) -> torch.Tensor:
+        if self._tensor.device != device:
+            self._tensor = self._tensor.to(device)
+        return self._tensor
