@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -32,6 +33,7 @@ PUBLISHED = {  # Recall@20, NDCG@20 (see ../shared/datasets/README.md)
     "gowalla": ("LightGCN paper", 0.1830, 0.1554),
 }
 RESULTS = ROOT / "benchmarks" / "results"
+SHARED = Path(os.environ.get("GNNREC_SHARED", ROOT.parent / "shared")) / "datasets"
 
 
 def best_of(fn, repeat: int = 3) -> float:
@@ -44,6 +46,7 @@ def best_of(fn, repeat: int = 3) -> float:
 
 
 def measure_speed(checkpoint: str) -> dict:
+    """Timings on this machine's CPU (the target platform), whatever device trained the model."""
     cfg, dataset, model = load_run(checkpoint)
     batch = cfg["eval"]["batch_size"]
     evaluator = FullRankingEvaluator(dataset, "test", cfg["eval"]["protocol"], cfg["eval"]["ks"])
@@ -67,7 +70,7 @@ def measure_speed(checkpoint: str) -> dict:
 
 def run(dataset: str, overrides: list[str]) -> dict:
     cfg = load_config(ROOT / "configs" / f"lightgcn_{dataset}.yaml",
-                      [f"data.source={ROOT.parent / 'shared' / 'datasets' / dataset}",
+                      [f"data.source={SHARED / dataset}",
                        f"output.dir={ROOT / 'benchmarks' / '_work'}", "train.progress_bar=false", *overrides])
     result = train(cfg)
     m = result.metrics
@@ -79,7 +82,8 @@ def run(dataset: str, overrides: list[str]) -> dict:
         **speed,
         "eval_over_floor": speed["eval_seconds"] / speed["score_product_seconds"],
         "sampling_share_of_epoch": speed["sampling_seconds"] / m["seconds_per_epoch"],
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}"
+                   + (f", trained on {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""),
         "date": time.strftime("%Y-%m-%d"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -128,9 +132,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["tiktok", "gowalla"], choices=sorted(PUBLISHED))
     parser.add_argument("overrides", nargs="*", help="config overrides applied to every dataset")
     args = parser.parse_args()
-    shared = ROOT.parent / "shared" / "datasets"
-    if not shared.is_dir():
-        sys.exit(f"the real datasets are not available at {shared}")
+    if not SHARED.is_dir():
+        sys.exit(f"the real datasets are not available at {SHARED}")
     for name in args.datasets:
         run(name, args.overrides)
     write_table()

@@ -38,6 +38,7 @@ DEFAULTS: dict = {
         "precision": "32-true",
         "progress_bar": True,
         "resume": None,  # checkpoint to resume from
+        "max_time": None,  # wall-clock limit "DD:HH:MM:SS"; test is still taken at the best validation
     },
     "eval": {"protocol": "strict", "ks": [5, 10, 20, 50], "batch_size": 4096},
     "output": {"dir": "runs", "name": None},

@@ -111,7 +111,7 @@ def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     stopper = EarlyStopping(monitor=monitor, mode="max", patience=tcfg["patience"], min_delta=0.0)
     timer = EpochTimer()
     trainer = L.Trainer(
-        max_epochs=tcfg["max_epochs"], accelerator=tcfg["accelerator"], devices=tcfg["devices"],
+        max_epochs=tcfg["max_epochs"], max_time=tcfg["max_time"], accelerator=tcfg["accelerator"], devices=tcfg["devices"],
         strategy=tcfg["strategy"], num_nodes=tcfg["num_nodes"], precision=tcfg["precision"],
         check_val_every_n_epoch=tcfg["eval_every"], callbacks=[checkpoint, stopper, timer],
         logger=loggers(run_dir), enable_progress_bar=tcfg["progress_bar"], num_sanity_val_steps=0,

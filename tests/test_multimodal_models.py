@@ -33,7 +33,7 @@ def test_freedom_prunes_each_epoch_and_evaluates_on_the_full_graph(small_synthet
     users, items = model()  # evaluation path: the full graph
     ref_users, _ = model(full)
     assert torch.equal(users, ref_users)
-    assert full._nnz() == 2 * small_synthetic.train.nnz
+    assert full.matrix._nnz() == 2 * small_synthetic.train.nnz
 
 
 def test_any_number_of_modalities_with_any_names():

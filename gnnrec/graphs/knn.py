@@ -49,8 +49,9 @@ def knn_topk(features, k: int, include_self: bool = True, row_block: int = 2048,
     if not 0 < k <= limit:
         raise ConfigError(f"knn k must be in [1, {limit}] for {n} items ({'with' if include_self else 'without'} "
                           f"the item itself), got {k}")
-    out_idx = torch.empty((n, k), dtype=torch.int64)
-    out_val = torch.empty((n, k), dtype=x.dtype)
+    dev = x.device
+    out_idx = torch.empty((n, k), dtype=torch.int64, device=dev)
+    out_val = torch.empty((n, k), dtype=x.dtype, device=dev)
     blocks = range(0, n, row_block)
     if progress:
         from tqdm import tqdm
@@ -58,14 +59,14 @@ def knn_topk(features, k: int, include_self: bool = True, row_block: int = 2048,
         blocks = tqdm(blocks, desc=f"kNN {name}", unit="block")
     for r0 in blocks:
         rows = x[r0 : r0 + row_block]
-        best_val = torch.full((len(rows), 0), -torch.inf, dtype=x.dtype)
-        best_idx = torch.empty((len(rows), 0), dtype=torch.int64)
+        best_val = torch.full((len(rows), 0), -torch.inf, dtype=x.dtype, device=dev)
+        best_idx = torch.empty((len(rows), 0), dtype=torch.int64, device=dev)
         for c0 in range(0, n, col_block):
             sims = rows @ x[c0 : c0 + col_block].T
             if not include_self and c0 < r0 + len(rows) and r0 < c0 + sims.shape[1]:
-                r = torch.arange(max(r0, c0), min(r0 + len(rows), c0 + sims.shape[1]))
+                r = torch.arange(max(r0, c0), min(r0 + len(rows), c0 + sims.shape[1]), device=dev)
                 sims[r - r0, r - c0] = -torch.inf
-            ids = torch.arange(c0, c0 + sims.shape[1]).expand(len(rows), -1)
+            ids = torch.arange(c0, c0 + sims.shape[1], device=dev).expand(len(rows), -1)
             order = torch.argsort(best_idx, dim=1)  # candidates in ascending id order: ties go to lower ids
             cand_val = torch.cat([best_val.gather(1, order), sims], dim=1)
             cand_idx = torch.cat([best_idx.gather(1, order), ids], dim=1)
@@ -79,8 +80,8 @@ def knn_topk(features, k: int, include_self: bool = True, row_block: int = 2048,
 def knn_adjacency(indices: torch.Tensor, values: torch.Tensor, n: int, binary: bool = True) -> sp.csr_matrix:
     """Normalised kNN adjacency D^-1/2 A D^-1/2 (D = row sums) as scipy CSR."""
     rows = np.repeat(np.arange(n), indices.shape[1])
-    data = np.ones(rows.size, np.float32) if binary else values.detach().numpy().ravel().clip(min=0)
-    adj = sp.csr_matrix((data, (rows, indices.numpy().ravel())), shape=(n, n))
+    data = np.ones(rows.size, np.float32) if binary else values.detach().cpu().numpy().ravel().clip(min=0)
+    adj = sp.csr_matrix((data, (rows, indices.cpu().numpy().ravel())), shape=(n, n))
     deg = np.asarray(adj.sum(axis=1)).ravel() + 1e-7
     inv = deg ** -0.5
     out = sp.diags(inv) @ adj @ sp.diags(inv)

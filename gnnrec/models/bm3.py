@@ -13,6 +13,7 @@ from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.graphs.adjacency import normalized_bipartite
+from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
 from gnnrec.models.lightgcn import propagate_mean
 from gnnrec.models.modalities import ModalityProjections, require_features
@@ -37,10 +38,9 @@ class BM3(Recommender):
         self.modalities = ModalityProjections(feats, embedding_dim, trainable=True)
         self.predictor = nn.Linear(embedding_dim, embedding_dim)
         nn.init.xavier_normal_(self.predictor.weight)
-        self._adj = normalized_bipartite(dataset.train)
+        self._adj = FixedSparse(normalized_bipartite(dataset.train))
 
     def encode(self):
-        self._adj = self._adj.to(self.item_emb.weight.device)
         x = propagate_mean(self._adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.num_layers)
         return x[: self.n_users], x[self.n_users :] + self.item_emb.weight
 

@@ -13,9 +13,10 @@ from torch import nn
 from gnnrec.data.dataset import RecDataset
 from gnnrec.graphs.adjacency import normalized_bipartite
 from gnnrec.graphs.pruning import DegreeSensitivePruner
+from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
 from gnnrec.models.lightgcn import propagate_mean
-from gnnrec.models.modalities import FrozenItemGraph, ModalityProjections
+from gnnrec.models.modalities import ModalityProjections, frozen_item_graph, require_features
 
 
 class FREEDOM(Recommender):
@@ -30,24 +31,23 @@ class FREEDOM(Recommender):
         self.item_emb = nn.Embedding(self.n_items, embedding_dim)
         nn.init.xavier_uniform_(self.user_emb.weight)
         nn.init.xavier_uniform_(self.item_emb.weight)
-        self.item_graph = FrozenItemGraph(dataset, knn_k, modality_weights, graph_cache_dir, "freedom")
+        self.item_graph = frozen_item_graph(require_features(dataset, "freedom"), knn_k, modality_weights,
+                                            graph_cache_dir)
         self.modalities = ModalityProjections(dataset.features, embedding_dim, trainable=True)
         self.pruner = DegreeSensitivePruner(dataset.train, dropout)
-        self._full_adj = normalized_bipartite(dataset.train)
+        self._full_adj = FixedSparse(normalized_bipartite(dataset.train))
         self._train_adj = None
 
     def on_train_epoch_start(self):
         # same draw on every DDP rank: seeded by the run seed and the epoch
         rng = np.random.default_rng([torch.initial_seed() % 2**32, self.current_epoch])
-        self._train_adj = self.pruner.sample(rng)
+        self._train_adj = FixedSparse(self.pruner.sample(rng))
 
-    def forward(self, adj: torch.Tensor | None = None):
-        device = self.item_emb.weight.device
-        adj = (self._full_adj if adj is None else adj).to(device)
+    def forward(self, adj: FixedSparse | None = None):
+        adj = self._full_adj if adj is None else adj
         h = self.item_emb.weight
-        graph = self.item_graph.on(device)
         for _ in range(self.num_mm_layers):
-            h = torch.sparse.mm(graph, h)
+            h = self.item_graph @ h
         x = propagate_mean(adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.num_layers)
         return x[: self.n_users], x[self.n_users :] + h
 

@@ -13,11 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from gnnrec.data.dataset import RecDataset
-from gnnrec.graphs.adjacency import normalized_bipartite, to_torch_csr
-from gnnrec.graphs.knn import item_graph, knn_topk
+from gnnrec.graphs.adjacency import normalized_bipartite
+from gnnrec.graphs.spmm import FixedSparse
+from gnnrec.graphs.knn import knn_topk
 from gnnrec.models.base import Recommender
 from gnnrec.models.lightgcn import propagate_mean
-from gnnrec.models.modalities import ModalityProjections, require_features
+from gnnrec.models.modalities import ModalityProjections, frozen_item_graph, require_features
 
 
 def learned_knn_graph(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -26,7 +27,7 @@ def learned_knn_graph(x: torch.Tensor, k: int) -> torch.Tensor:
     val = val.clamp(min=0)  # cosine can be negative; a negative degree has no square root
     deg = val.sum(1) + 1e-7
     inv = deg.pow(-0.5)
-    rows = torch.arange(x.shape[0]).repeat_interleave(k)
+    rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(k)
     values = (inv[:, None] * val * inv[idx]).reshape(-1)
     return torch.sparse_coo_tensor(torch.stack([rows, idx.reshape(-1)]), values, (x.shape[0], x.shape[0]))
 
@@ -46,9 +47,9 @@ class LATTICE(Recommender):
         nn.init.xavier_uniform_(self.item_emb.weight)
         self.modalities = ModalityProjections(feats, embedding_dim, trainable=False)
         self.modal_weight = nn.Parameter(torch.full((len(feats),), 1.0 / len(feats)))
-        self.frozen = {n: to_torch_csr(item_graph({n: feats[n]}, k=knn_k, binary=False, cache_dir=graph_cache_dir))
+        self.frozen = {n: frozen_item_graph({n: feats[n]}, knn_k, None, graph_cache_dir, binary=False)
                        for n in sorted(feats)}
-        self._adj = normalized_bipartite(dataset.train)
+        self._adj = FixedSparse(normalized_bipartite(dataset.train))
         self._learned = None  # {modality: sparse graph}, rebuilt each epoch
 
     def on_train_epoch_start(self):
@@ -66,9 +67,8 @@ class LATTICE(Recommender):
         for _ in range(self.num_item_layers):
             mixed = 0
             for w, name in zip(weights, sorted(learned)):
-                frozen = self.frozen[name] = self.frozen[name].to(device)
                 mixed = mixed + w * ((1 - self.lam) * torch.sparse.mm(learned[name].to(device), h)
-                                     + self.lam * torch.sparse.mm(frozen, h))
+                                     + self.lam * (self.frozen[name] @ h))
             h = mixed
         return F.normalize(h, p=2, dim=1)
 
@@ -77,7 +77,6 @@ class LATTICE(Recommender):
             if self._learned is None:
                 self._learned = self.learned_graphs(with_grad=False)
             learned = self._learned
-        self._adj = self._adj.to(self.item_emb.weight.device)
         x = propagate_mean(self._adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.num_layers)
         return x[: self.n_users], x[self.n_users :] + self.item_part(learned)
 

@@ -6,14 +6,15 @@ from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.graphs.adjacency import normalized_bipartite
+from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
 
 
-def propagate_mean(adj: torch.Tensor, x: torch.Tensor, num_layers: int) -> torch.Tensor:
+def propagate_mean(adj: FixedSparse, x: torch.Tensor, num_layers: int) -> torch.Tensor:
     """Mean of ``x, A x, ..., A^L x`` with one sparse product per layer."""
     total = x
     for _ in range(num_layers):
-        x = torch.sparse.mm(adj, x)
+        x = adj @ x
         total = total + x
     return total / (num_layers + 1)
 
@@ -27,16 +28,12 @@ class LightGCN(Recommender):
         self.item_emb = nn.Embedding(self.n_items, embedding_dim)
         nn.init.xavier_uniform_(self.user_emb.weight)
         nn.init.xavier_uniform_(self.item_emb.weight)
-        self._adj = normalized_bipartite(dataset.train)
-
-    def adjacency(self, device) -> torch.Tensor:
-        if self._adj.device != device:  # a plain attribute: sparse buffers do not survive DDP's broadcasts
-            self._adj = self._adj.to(device)
-        return self._adj
+        # not a buffer: sparse buffers break DDP's broadcasts; FixedSparse moves it to the device once
+        self._adj = FixedSparse(normalized_bipartite(dataset.train))
 
     def forward(self):
         x = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        out = propagate_mean(self.adjacency(x.device), x, self.num_layers)
+        out = propagate_mean(self._adj, x, self.num_layers)
         return out[: self.n_users], out[self.n_users :]
 
     def layer0(self, users, pos, neg):

@@ -10,6 +10,7 @@ from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
 from gnnrec.graphs.adjacency import to_torch_csr
 from gnnrec.graphs.knn import item_graph
+from gnnrec.graphs.spmm import FixedSparse
 
 
 def require_features(dataset: RecDataset, model: str) -> dict[str, np.ndarray]:
@@ -34,16 +35,8 @@ class ModalityProjections(nn.Module):
         return {n: self.proj[n](self.tables[n].weight) for n in self.names}
 
 
-class FrozenItemGraph:
-    """The fused kNN item graph (section 4 of the reference), built once and moved to the model's device."""
-
-    def __init__(self, dataset: RecDataset, k: int, weights: dict | None, cache_dir: str | None,
-                 model: str, binary: bool = True):
-        feats = require_features(dataset, model)
-        self.matrix = item_graph(feats, k=k, weights=weights, binary=binary, cache_dir=cache_dir)
-        self._tensor = to_torch_csr(self.matrix)
-
-    def on(self, device) -> torch.Tensor:
-        if self._tensor.device != device:
-            self._tensor = self._tensor.to(device)
-        return self._tensor
+def frozen_item_graph(features: dict[str, np.ndarray], k: int, weights: dict | None, cache_dir: str | None,
+                      binary: bool = True) -> FixedSparse:
+    """The fused kNN item graph (section 4 of the reference) as a constant sparse operator (``graph @ h``)."""
+    matrix = item_graph(features, k=k, weights=weights, binary=binary, cache_dir=cache_dir)
+    return FixedSparse(to_torch_csr(matrix), to_torch_csr(matrix.T.tocsr()))
