@@ -28,6 +28,20 @@ def cmd_train(args) -> None:
     print(metric_table({"valid": m["valid"], "test": m["test"]}))
 
 
+def cmd_search(args) -> None:
+    from gnnrec.config import load_config
+    from gnnrec.search import search
+
+    overrides = list(args.overrides)
+    if args.random is not None:
+        overrides.append(f"search.random={args.random}")
+    result = search(load_config(args.config, overrides))
+    print(f"\nsearch folder: {result['folder']}\n{result['table']}")
+    best = result["best"]
+    print(f"selected on validation Recall@20: {best['run']} {best['params']} -> test Recall@20 "
+          f"{best['test_recall@20']:.4f}, NDCG@20 {best['test_ndcg@20']:.4f}")
+
+
 def cmd_evaluate(args) -> None:
     import torch
 
@@ -131,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML config (default: built-in defaults, synthetic data)")
     p.add_argument("overrides", nargs="*", help="config overrides such as train.max_epochs=50 model.num_layers=2")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("search", help="grid or random hyper-parameter search, selected on validation",
+                       description="Train every combination of the config's search.grid (or --random N of them) "
+                                   "and write one table of all runs; selection uses validation Recall@20 only.")
+    p.add_argument("config", help="YAML config with a search.grid section")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. search.grid.optim.lr=[1e-3,5e-3]")
+    p.add_argument("--random", type=int, help="sample this many combinations instead of the whole grid")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("evaluate", help="full-ranking metrics of a trained checkpoint")
     p.add_argument("checkpoint", help="a .ckpt written by gnnrec train, or its run folder")

@@ -42,6 +42,8 @@ DEFAULTS: dict = {
     },
     "eval": {"protocol": "strict", "ks": [5, 10, 20, 50], "batch_size": 4096},
     "output": {"dir": "runs", "name": None},
+    # `gnnrec search`: dotted key -> list of values; `random: N` samples N combinations instead of all
+    "search": {"grid": {}, "random": None, "seed": 0},
 }
 
 class ConfigLoader(yaml.SafeLoader):
@@ -68,7 +70,7 @@ def check_type(where: str, default, value) -> None:
 
 
 # Sections whose keys are the arguments of a function or class, checked where they are used.
-OPEN_SECTIONS = {"model", "data.synthetic"}
+OPEN_SECTIONS = {"model", "data.synthetic", "search.grid"}
 
 
 def merge(base: dict, update: dict, path: str = "") -> dict:

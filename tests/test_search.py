@@ -1,0 +1,33 @@
+import json
+
+import pytest
+
+from gnnrec.cli import main
+from gnnrec.errors import ConfigError
+from gnnrec.search import combinations
+from tests.test_training import SMALL
+
+
+def test_combinations_grid_and_random():
+    grid = {"model.num_layers": [1, 2, 3], "optim.lr": [1e-3, 1e-2]}
+    assert len(combinations(grid, None, 0)) == 6
+    picked = combinations(grid, 4, 0)
+    assert len(picked) == 4 and picked == combinations(grid, 4, 0)
+    with pytest.raises(ConfigError, match="non-empty list"):
+        combinations({"optim.lr": 0.1}, None, 0)
+
+
+def test_search_selects_on_validation_and_writes_one_table(tmp_path, capsys):
+    args = ["search", str(tmp_path / "c.yaml"), *SMALL, f"output.dir={tmp_path}", "output.name=s",
+            "train.max_epochs=3"]
+    (tmp_path / "c.yaml").write_text("model:\n  name: mf\nsearch:\n  grid:\n    optim.lr: [1e-4, 5e-2]\n"
+                                     "    model.reg_weight: [0.0, 1e-3]\n")
+    assert main(args) == 0
+    result = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert len(result["rows"]) == 4 and result["selected_on"] == "valid/recall@20"
+    best = max(result["rows"], key=lambda r: r["valid_recall@20"])
+    assert result["best"] == best
+    assert (tmp_path / "s" / "results.md").read_text().count("| run0") == 4
+    assert "selected on validation" in capsys.readouterr().out
+    (tmp_path / "bad.yaml").write_text("search:\n  grid:\n    model.depth: [1, 2]\n")
+    assert main(["search", str(tmp_path / "bad.yaml"), *SMALL, f"output.dir={tmp_path}"]) == 2
