@@ -79,3 +79,17 @@ def test_bad_inputs_give_clear_errors():
         item_graph({"image": feat}, k=2, weights={"image": 0.5})
     with pytest.raises(ConfigError, match="missing \\['text'\\]"):
         item_graph({"image": feat, "text": feat}, k=2, weights={"image": 1.0})
+
+
+def test_graph_build_cli_caches_and_saves(tmp_path, capsys):
+    import scipy.sparse as sp
+
+    from gnnrec.cli import main
+
+    args = ["graph", "build", "synthetic", "--k", "5", "--weights", "image=0.3,text=0.7",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "g.npz")]
+    assert main(args) == 0
+    assert "1000 items" in capsys.readouterr().out
+    graph = sp.load_npz(tmp_path / "g.npz")
+    assert graph.shape == (1000, 1000) and len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert main(["graph", "build", "synthetic", "--weights", "image=1"]) == 2
