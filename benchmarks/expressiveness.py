@@ -28,7 +28,8 @@ from gnnrec.train import dataset_from_config, model_from_config, train  # noqa: 
 
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = [("mf", []), *[(f"lightgcn-{k}", ["model.name=lightgcn", f"model.num_layers={k}"]) for k in (1, 2, 3, 4)],
-          ("gte", ["model.name=gte"])]
+          ("freedom", ["model.graph_cache_dir=datasets/data/cache"]), ("gte", ["model.name=gte"])]
+NEEDS_FEATURES = {"freedom"}
 DATA = {  # per dataset: data overrides; GTE's reference numbers use the full train matrix
     "amazon_beauty": ["data.valid_ratio=0.1", "data.drop_cold=false"],
     "tiktok": ["data.drop_cold=false"],
@@ -57,10 +58,18 @@ def gte_cost(dataset_name: str) -> dict:
             **{k: res[k] for k in ("recall@20", "ndcg@20", "recall@40", "ndcg@40")}}
 
 
-def run(dataset: str, max_epochs: int, users: int, pairs: int) -> dict:
+def run(dataset: str, max_epochs: int, users: int, pairs: int, only: list[str] | None = None) -> dict:
+    """Trains and measures the models (``only`` a subset, merged into earlier results of this dataset)."""
     source = ROOT.parent / "shared" / "datasets" / dataset
-    rows = []
+    path = RESULTS / f"expressiveness_{dataset}.json"
+    rows = [r for r in json.loads(path.read_text())["rows"] if r["model"] not in only] if only and path.is_file() else []
+    skipped = []
     for name, extra in MODELS:
+        if only and name not in only:
+            continue
+        if name in NEEDS_FEATURES and not list(source.glob("*.npy")):
+            skipped.append(name)
+            continue
         cfg = load_config(None, [f"data.source={source}", *DATA[dataset], f"model.name={name.split('-')[0]}",
                                  *extra, f"train.max_epochs={max_epochs}", "optim.lr=5e-3", "train.eval_every=2",
                                  "train.patience=5", "train.progress_bar=false",
@@ -73,16 +82,20 @@ def run(dataset: str, max_epochs: int, users: int, pairs: int) -> dict:
                      "closeness": rep["closeness"], "automorphism": rep["automorphism"],
                      "isomorphism": {k: v for k, v in rep["isomorphism"].items() if k != "pairs"}})
         print(json.dumps(rows[-1]), flush=True)
+    order = [name for name, _ in MODELS]
+    rows.sort(key=lambda r: order.index(r["model"]))
     closeness = np.array([r["closeness"]["accuracy"] for r in rows])
     recall = np.array([r["recall@20"] for r in rows])
-    out = {"dataset": dataset, "max_epochs": max_epochs, "rows": rows,
+    out = {"dataset": dataset, "max_epochs": max_epochs, "rows": rows, "skipped_no_features": skipped,
            "pearson": float(np.corrcoef(closeness, recall)[0, 1]),
            "spearman": float(np.corrcoef(rank(closeness), rank(recall))[0, 1]),
            "date": time.strftime("%Y-%m-%d")}
-    if dataset == "amazon_beauty":
+    if dataset == "amazon_beauty" and not only:
         out["gte_cost"] = gte_cost(dataset)
+    elif path.is_file() and "gte_cost" in json.loads(path.read_text()):
+        out["gte_cost"] = json.loads(path.read_text())["gte_cost"]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"expressiveness_{dataset}.json").write_text(json.dumps(out, indent=2))
+    path.write_text(json.dumps(out, indent=2))
     return out
 
 
@@ -103,6 +116,8 @@ def write_table() -> None:
         text.append(markdown_table(["model", "epochs", "Recall@20", "NDCG@20", "closeness", "closeness untied",
                                     "model ties", "automorphism separation", "isomorphism"], rows))
         pairs = r["rows"][0]["closeness"]["pairs"]
+        if r.get("skipped_no_features"):
+            text += ["", f"Not run here (the dataset has no item features): {', '.join(r['skipped_no_features'])}."]
         text += ["", f"Correlation of closeness with Recall@20 across these models: Pearson {r['pearson']:.3f}, "
                      f"Spearman {r['spearman']:.3f} ({len(r['rows'])} models, about {pairs} pairs each).", ""]
         if "gte_cost" in r:
@@ -122,11 +137,12 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--models", nargs="+", help="only these (merged into earlier results)")
     args = parser.parse_args()
     if not (ROOT.parent / "shared" / "datasets").is_dir():
         sys.exit("the real datasets are not available at ../shared/datasets")
     for name in args.datasets:
-        run(name, args.max_epochs, args.users, args.pairs)
+        run(name, args.max_epochs, args.users, args.pairs, args.models)
     write_table()
 
 

@@ -151,7 +151,8 @@ def cmd_graph_build(args) -> None:
             raise GnnrecError(f"--weights must look like image=0.1,text=0.9, got '{args.weights}'") from None
     start = time.perf_counter()
     graph = item_graph(data.features, k=args.k, weights=weights, binary=not args.weighted,
-                       include_self=not args.no_self, cache_dir=args.cache_dir or None, progress=True)
+                       include_self=not args.no_self, cache_dir=args.cache_dir or None, progress=True,
+                       backend=args.backend)
     print(f"item graph of {data.name}: {graph.shape[0]} items, {graph.nnz} edges, modalities "
           f"{sorted(data.features)}, k={args.k}, {time.perf_counter() - start:.1f} s")
     if args.out:
@@ -218,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-self", action="store_true", help="leave each item out of its own neighbours")
     q.add_argument("--cache-dir", default="datasets/data/cache", help="graph cache folder ('' to disable)")
     q.add_argument("--out", help="also save the graph as a scipy .npz")
+    q.add_argument("--backend", choices=["exact", "faiss", "faiss-hnsw"], default="exact",
+                   help="exact block-wise top-k (default), FAISS exact, or FAISS HNSW (approximate, for millions)")
     q.set_defaults(func=cmd_graph_build)
 
     p = sub.add_parser("data", help="dataset tools")

@@ -100,10 +100,10 @@ def train(cfg: dict) -> RunResult:
 def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     dataset = dataset_from_config(cfg)
-    datamodule = datamodule_from_config(cfg, dataset)
     model = model_from_config(cfg, dataset)
     if not model.trainable:
         return evaluate_only(cfg, run_dir, dataset, model)
+    datamodule = datamodule_from_config(cfg, dataset)
     tcfg = cfg["train"]
     monitor = tcfg["monitor"]
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",

@@ -93,3 +93,19 @@ def test_graph_build_cli_caches_and_saves(tmp_path, capsys):
     graph = sp.load_npz(tmp_path / "g.npz")
     assert graph.shape == (1000, 1000) and len(list((tmp_path / "cache").glob("*.npz"))) == 1
     assert main(["graph", "build", "synthetic", "--weights", "image=1"]) == 2
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+def test_faiss_backends_agree_with_the_exact_graph(include_self):
+    pytest.importorskip("faiss", reason="faiss-cpu is not installed (pip install 'gnnrec[ann]')")
+    rng = np.random.default_rng(4)
+    feat = rng.normal(size=(500, 16)).astype(np.float32)
+    exact_idx, exact_val = knn_topk(feat, 10, include_self)
+    idx, val = knn_topk(feat, 10, include_self, backend="faiss")
+    assert torch.equal(idx, exact_idx)
+    assert torch.allclose(val, exact_val, atol=1e-5)
+    hnsw, _ = knn_topk(feat, 10, include_self, backend="faiss-hnsw")
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(hnsw.tolist(), exact_idx.tolist())])
+    assert overlap > 0.9  # approximate, but close
+    with pytest.raises(ConfigError, match="backend must be one of"):
+        knn_topk(feat, 10, backend="annoy")

@@ -40,8 +40,34 @@ def normalize_rows(features, name: str = "features") -> torch.Tensor:
     return x / norms
 
 
+BACKENDS = ("exact", "faiss", "faiss-hnsw")
+
+
+def knn_topk_faiss(x: torch.Tensor, k: int, include_self: bool, approximate: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """FAISS inner-product search on normalised rows: exact (flat index) or approximate (HNSW, for millions)."""
+    try:
+        import faiss
+    except ImportError:
+        raise ConfigError("the faiss backends need faiss-cpu (pip install 'gnnrec[ann]')") from None
+    data = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+    if approximate:
+        index = faiss.IndexHNSWFlat(data.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = max(64, 2 * k)
+    else:
+        index = faiss.IndexFlatIP(data.shape[1])
+    index.add(data)
+    extra = 0 if include_self else 1
+    values, idx = index.search(data, k + extra)
+    if extra:  # drop the item itself where it was found, else the last neighbour
+        is_self = idx == np.arange(len(idx))[:, None]
+        is_self[~is_self.any(1), -1] = True
+        keep = np.argsort(is_self, axis=1, kind="stable")[:, :k]
+        idx, values = np.take_along_axis(idx, keep, 1), np.take_along_axis(values, keep, 1)
+    return torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(values)
+
+
 def knn_topk(features, k: int, include_self: bool = True, row_block: int = 2048, col_block: int = 8192,
-             name: str = "features", progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+             name: str = "features", progress: bool = False, backend: str = "exact") -> tuple[torch.Tensor, torch.Tensor]:
     """(indices, cosine values), each (n_items, k): the k most similar items of every item."""
     x = normalize_rows(features, name)
     n = x.shape[0]
@@ -49,6 +75,10 @@ def knn_topk(features, k: int, include_self: bool = True, row_block: int = 2048,
     if not 0 < k <= limit:
         raise ConfigError(f"knn k must be in [1, {limit}] for {n} items ({'with' if include_self else 'without'} "
                           f"the item itself), got {k}")
+    if backend != "exact":
+        if backend not in BACKENDS:
+            raise ConfigError(f"knn backend must be one of {BACKENDS}, got '{backend}'")
+        return knn_topk_faiss(x, k, include_self, approximate=backend == "faiss-hnsw")
     dev = x.device
     out_idx = torch.empty((n, k), dtype=torch.int64, device=dev)
     out_val = torch.empty((n, k), dtype=x.dtype, device=dev)
@@ -117,10 +147,12 @@ def cache_key(features: dict[str, np.ndarray], params: dict) -> str:
 
 def item_graph(features: dict[str, np.ndarray], k: int = 10, weights: dict[str, float] | None = None,
                binary: bool = True, include_self: bool = True, cache_dir: str | Path | None = None,
-               row_block: int = 2048, col_block: int = 8192, progress: bool = False) -> sp.csr_matrix:
+               row_block: int = 2048, col_block: int = 8192, progress: bool = False,
+               backend: str = "exact") -> sp.csr_matrix:
     """The frozen, fused item-item graph; cached on disk under a hash of the features and every parameter."""
     weights = check_weights(sorted(features), weights)
-    params = {"k": k, "weights": tuple(sorted(weights.items())), "binary": binary, "include_self": include_self}
+    params = {"k": k, "weights": tuple(sorted(weights.items())), "binary": binary, "include_self": include_self,
+              "backend": backend}
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"item_graph-{cache_key(features, params)}.npz"
@@ -133,7 +165,7 @@ def item_graph(features: dict[str, np.ndarray], k: int = 10, weights: dict[str, 
         if features[name].shape[0] != n:
             raise DataError(f"modality '{name}' has {features[name].shape[0]} rows, expected {n} (one per item)",
                             field=name)
-        idx, val = knn_topk(features[name], k, include_self, row_block, col_block, name, progress)
+        idx, val = knn_topk(features[name], k, include_self, row_block, col_block, name, progress, backend)
         fused = fused + weights[name] * knn_adjacency(idx, val, n, binary)
     fused = fused.tocsr()
     fused.sort_indices()

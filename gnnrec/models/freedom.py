@@ -24,7 +24,8 @@ class FREEDOM(Recommender):
 
     def __init__(self, dataset: RecDataset, embedding_dim: int = 64, num_layers: int = 2, num_mm_layers: int = 1,
                  knn_k: int = 10, modality_weights: dict | None = None, dropout: float = 0.8,
-                 reg_weight: float = 0.0, graph_cache_dir: str | None = None, **kwargs):
+                 reg_weight: float = 0.0, graph_cache_dir: str | None = None, knn_backend: str = "exact",
+                 **kwargs):
         super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
         self.num_layers, self.num_mm_layers = num_layers, num_mm_layers
         self.user_emb = nn.Embedding(self.n_users, embedding_dim)
@@ -32,7 +33,7 @@ class FREEDOM(Recommender):
         nn.init.xavier_uniform_(self.user_emb.weight)
         nn.init.xavier_uniform_(self.item_emb.weight)
         self.item_graph = frozen_item_graph(require_features(dataset, "freedom"), knn_k, modality_weights,
-                                            graph_cache_dir)
+                                            graph_cache_dir, backend=knn_backend)
         self.modalities = ModalityProjections(dataset.features, embedding_dim, trainable=True)
         self.pruner = DegreeSensitivePruner(dataset.train, dropout)
         self._full_adj = FixedSparse(normalized_bipartite(dataset.train))

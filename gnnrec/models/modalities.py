@@ -36,7 +36,7 @@ class ModalityProjections(nn.Module):
 
 
 def frozen_item_graph(features: dict[str, np.ndarray], k: int, weights: dict | None, cache_dir: str | None,
-                      binary: bool = True) -> FixedSparse:
+                      binary: bool = True, backend: str = "exact") -> FixedSparse:
     """The fused kNN item graph (section 4 of the reference) as a constant sparse operator (``graph @ h``)."""
-    matrix = item_graph(features, k=k, weights=weights, binary=binary, cache_dir=cache_dir)
+    matrix = item_graph(features, k=k, weights=weights, binary=binary, cache_dir=cache_dir, backend=backend)
     return FixedSparse(to_torch_csr(matrix), to_torch_csr(matrix.T.tocsr()))
