@@ -120,3 +120,14 @@ def test_ddp_on_two_cpu_processes_matches_single_process(tmp_path):
         for key in ("recall@20", "ndcg@20", "recall@10"):
             assert ddp[split][key] == pytest.approx(single[split][key], abs=0.01), (split, key)
     assert ddp["best_epoch"] == single["best_epoch"]
+
+
+def test_resume_from_last_checkpoint(tmp_path):
+    first = train(small_config(tmp_path, "model.name=mf", "train.max_epochs=2", "output.name=a"))
+    last = first.run_dir / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    resumed = train(small_config(tmp_path, "model.name=mf", "train.max_epochs=4", "output.name=b",
+                                 f"train.resume={last}"))
+    assert resumed.metrics["epochs_trained"] == 4
+    log = (resumed.run_dir / "logs" / "metrics.csv").read_text()
+    assert "valid/recall@20" in log
