@@ -21,6 +21,7 @@ DEFAULTS: dict = {
         "valid_ratio": 0.1,  # share of train held out per user when a dataset has no valid split
         "drop_cold": True,
         "modalities": None,  # feature files to load; None = all
+        "feature_dirs": [],  # extra folders of <name>_feat.npy (e.g. from `gnnrec encode`), one row per item
         "synthetic": {},  # arguments of gnnrec.data.make_synthetic
     },
     "model": {"name": "lightgcn"},  # other keys: the model class's arguments

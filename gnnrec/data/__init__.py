@@ -6,6 +6,7 @@ from pathlib import Path
 
 from gnnrec.data.dataset import RecDataset, interactions_to_csr
 from gnnrec.data.readers import READERS, detect_format
+from gnnrec.data.readers.features import load_features
 from gnnrec.data.split import Interactions, holdout_valid
 from gnnrec.data.synthetic import make_synthetic
 from gnnrec.errors import ConfigError
@@ -17,7 +18,8 @@ __all__ = ["RecDataset", "Interactions", "load_dataset", "make_synthetic", "inte
 
 def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | None = None,
                  kcore: int | None = None, valid_ratio: float = 0.1, drop_cold: bool = True,
-                 modalities: list[str] | None = None, synthetic: dict | None = None, seed: int = 999) -> RecDataset:
+                 modalities: list[str] | None = None, synthetic: dict | None = None, seed: int = 999,
+                 feature_dirs: list[str] | None = None) -> RecDataset:
     """Load (or generate) a dataset and give it a train/valid/test split.
 
     Unsplit logs (RecBole) are k-core filtered and split by ``split`` (``method`` mmrec/random/temporal);
@@ -41,6 +43,8 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
         data = data.split(seed=seed, **(split or {}))
     elif kcore:
         raise ConfigError("data.kcore applies to unsplit logs only; this dataset comes split")
+    for folder in feature_dirs or []:  # encoded modalities from a feature store; validate() checks row counts
+        data.features.update(load_features(Path(folder)))
     if data.valid.nnz == 0 and valid_ratio > 0:
         log.info("%s has no validation split: holding out %.0f%% of each user's train items", data.name,
                  100 * valid_ratio)

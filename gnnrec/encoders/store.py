@@ -1,0 +1,49 @@
+"""Feature store: each encoded modality is ``<name>_feat.npy`` (one row per item id, loadable by every
+gnnrec reader) plus ``<name>_feat.json``, a manifest of how it was made. A run whose manifest matches (same
+model, template and input checksum) is skipped, so re-running an encode is free."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gnnrec.errors import DataError
+
+
+def inputs_checksum(texts: list[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def paths(folder: Path, name: str) -> tuple[Path, Path]:
+    folder = Path(folder)
+    return folder / f"{name}_feat.npy", folder / f"{name}_feat.json"
+
+
+def is_current(folder: Path, name: str, manifest: dict) -> bool:
+    """Whether ``name`` is already stored with the same model, template and inputs."""
+    array, meta = paths(folder, name)
+    if not (array.is_file() and meta.is_file()):
+        return False
+    old = json.loads(meta.read_text(encoding="utf-8"))
+    keys = ("model", "template", "inputs_sha256", "items")
+    return all(old.get(k) == manifest.get(k) for k in keys)
+
+
+def save(folder: Path, name: str, features: np.ndarray, manifest: dict) -> Path:
+    if features.ndim != 2 or features.shape[0] != manifest["items"]:
+        raise DataError(f"modality '{name}': {features.shape[0]} rows for {manifest['items']} items", field=name)
+    if not np.isfinite(features).all():
+        raise DataError(f"modality '{name}': the encoder produced NaN or inf", field=name)
+    array, meta = paths(folder, name)
+    array.parent.mkdir(parents=True, exist_ok=True)
+    np.save(array, features.astype(np.float32))
+    meta.write_text(json.dumps({**manifest, "dim": int(features.shape[1]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                "file": array.name}, indent=2), encoding="utf-8")
+    return array

