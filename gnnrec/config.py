@@ -120,7 +120,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for text in overrides or []:
         cfg = merge(cfg, parse_override(text))
     check_open_sections(cfg)
+    check_monitor(cfg)
     return cfg
+
+
+def check_monitor(cfg: dict) -> None:
+    """The early-stopping metric must be one the evaluator computes."""
+    from gnnrec.eval.metrics import METRICS
+
+    monitor = str(cfg["train"]["monitor"])
+    split, _, metric = monitor.partition("/")
+    name, _, k = metric.partition("@")
+    if split != "valid" or name not in METRICS or not k.isdigit():
+        raise ConfigError(f"train.monitor must look like valid/recall@20 (metrics: {', '.join(METRICS)}), "
+                          f"got '{monitor}'")
+    if int(k) not in cfg["eval"]["ks"]:
+        raise ConfigError(f"train.monitor '{monitor}' needs {k} in eval.ks, which is {cfg['eval']['ks']}")
 
 
 def check_open_sections(cfg: dict) -> None:

@@ -94,6 +94,10 @@ def test_config_file_and_errors(tmp_path):
         load_config(None, ["data.synthetic.users=5"])
     with pytest.raises(ConfigError, match="model.name must be one of"):
         load_config(None, ["model.name=transformer"])
+    with pytest.raises(ConfigError, match="needs 20 in eval.ks"):
+        load_config(None, ["eval.ks=[5,10]"])
+    with pytest.raises(ConfigError, match="train.monitor must look like"):
+        load_config(None, ["train.monitor=test/recall@20"])
 
 
 def test_configs_in_repository_load():
