@@ -54,7 +54,7 @@ def test_gte_coefficients():
 
 def test_gte_trains_without_fitting_and_reopens(tmp_path, capsys):
     args = ["train", "model.name=gte", "data.synthetic.n_users=200", "data.synthetic.n_items=150",
-            f"output.dir={tmp_path}", "output.name=gte", "eval.ks=[10]"]
+            f"output.dir={tmp_path}", "output.name=gte", "eval.ks=[10,20]"]
     assert main(args) == 0
     saved = json.loads((tmp_path / "gte" / "metrics.json").read_text())
     assert saved["epochs_trained"] == 0 and saved["test"]["recall@10"] > 0.1
