@@ -4,6 +4,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
@@ -13,7 +14,7 @@ REG_NORMS = ("squared", "l2")
 
 class Recommender(L.LightningModule):
     """Subclasses implement ``forward() -> (user_embeddings, item_embeddings)`` over all users and items and
-    ``layer0(users, pos, neg)`` (the free embeddings that the regulariser penalises); scores are dot products.
+    usually ``init_id_embeddings`` (whose ``layer0`` the regulariser penalises); scores are dot products.
 
     Evaluation metric sums come from the ``FullRankingEvaluator`` that the DataModule holds; under DDP they
     are summed over ranks before logging, so every rank logs the same global value.
@@ -31,8 +32,16 @@ class Recommender(L.LightningModule):
         self._sums: torch.Tensor | None = None
         self._scorer = None
 
+    def init_id_embeddings(self, dim: int) -> None:
+        """Free user and item ID embeddings (``user_emb``, ``item_emb``), Xavier-initialised as in MMRec."""
+        self.user_emb = nn.Embedding(self.n_users, dim)
+        self.item_emb = nn.Embedding(self.n_items, dim)
+        nn.init.xavier_uniform_(self.user_emb.weight)
+        nn.init.xavier_uniform_(self.item_emb.weight)
+
     def layer0(self, users, pos, neg) -> list[torch.Tensor]:
-        raise NotImplementedError
+        """The batch's free embeddings, which the regulariser penalises."""
+        return [self.user_emb(users), self.item_emb(pos), self.item_emb(neg)]
 
     def bpr_loss(self, users, pos, neg, user_emb, item_emb) -> torch.Tensor:
         u = user_emb[users]

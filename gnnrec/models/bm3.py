@@ -31,10 +31,7 @@ class BM3(Recommender):
         super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
         feats = require_features(dataset, "bm3")
         self.num_layers, self.dropout, self.cl_weight = num_layers, dropout, cl_weight
-        self.user_emb = nn.Embedding(self.n_users, embedding_dim)
-        self.item_emb = nn.Embedding(self.n_items, embedding_dim)
-        nn.init.xavier_uniform_(self.user_emb.weight)
-        nn.init.xavier_uniform_(self.item_emb.weight)
+        self.init_id_embeddings(embedding_dim)
         self.modalities = ModalityProjections(feats, embedding_dim, trainable=True)
         self.predictor = nn.Linear(embedding_dim, embedding_dim)
         nn.init.xavier_normal_(self.predictor.weight)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.graphs.adjacency import normalized_bipartite
@@ -28,10 +27,7 @@ class FREEDOM(Recommender):
                  **kwargs):
         super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
         self.num_layers, self.num_mm_layers = num_layers, num_mm_layers
-        self.user_emb = nn.Embedding(self.n_users, embedding_dim)
-        self.item_emb = nn.Embedding(self.n_items, embedding_dim)
-        nn.init.xavier_uniform_(self.user_emb.weight)
-        nn.init.xavier_uniform_(self.item_emb.weight)
+        self.init_id_embeddings(embedding_dim)
         self.item_graph = frozen_item_graph(require_features(dataset, "freedom"), knn_k, modality_weights,
                                             graph_cache_dir, backend=knn_backend)
         self.modalities = ModalityProjections(dataset.features, embedding_dim, trainable=True)

@@ -41,10 +41,7 @@ class LATTICE(Recommender):
         super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
         feats = require_features(dataset, "lattice")
         self.num_layers, self.num_item_layers, self.knn_k, self.lam = num_layers, num_item_layers, knn_k, lambda_coeff
-        self.user_emb = nn.Embedding(self.n_users, embedding_dim)
-        self.item_emb = nn.Embedding(self.n_items, embedding_dim)
-        nn.init.xavier_uniform_(self.user_emb.weight)
-        nn.init.xavier_uniform_(self.item_emb.weight)
+        self.init_id_embeddings(embedding_dim)
         self.modalities = ModalityProjections(feats, embedding_dim, trainable=False)
         self.modal_weight = nn.Parameter(torch.full((len(feats),), 1.0 / len(feats)))
         self.frozen = {n: frozen_item_graph({n: feats[n]}, knn_k, None, graph_cache_dir, binary=False)
@@ -89,6 +86,3 @@ class LATTICE(Recommender):
         user_emb, item_emb = self(learned)
         bpr = self.bpr_loss(users, pos, neg, user_emb, item_emb)
         return bpr + self.reg_loss(users, pos, neg), {"bpr": bpr}
-
-    def layer0(self, users, pos, neg):
-        return [self.user_emb(users), self.item_emb(pos), self.item_emb(neg)]

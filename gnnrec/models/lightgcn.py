@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.graphs.adjacency import normalized_bipartite
@@ -24,10 +23,7 @@ class LightGCN(Recommender):
     def __init__(self, dataset: RecDataset, embedding_dim: int = 64, num_layers: int = 3, **kwargs):
         super().__init__(dataset, embedding_dim=embedding_dim, **kwargs)
         self.num_layers = num_layers
-        self.user_emb = nn.Embedding(self.n_users, embedding_dim)
-        self.item_emb = nn.Embedding(self.n_items, embedding_dim)
-        nn.init.xavier_uniform_(self.user_emb.weight)
-        nn.init.xavier_uniform_(self.item_emb.weight)
+        self.init_id_embeddings(embedding_dim)
         # not a buffer: sparse buffers break DDP's broadcasts; FixedSparse moves it to the device once
         self._adj = FixedSparse(normalized_bipartite(dataset.train))
 
@@ -35,6 +31,3 @@ class LightGCN(Recommender):
         x = torch.cat([self.user_emb.weight, self.item_emb.weight])
         out = propagate_mean(self._adj, x, self.num_layers)
         return out[: self.n_users], out[self.n_users :]
-
-    def layer0(self, users, pos, neg):
-        return [self.user_emb(users), self.item_emb(pos), self.item_emb(neg)]

@@ -27,6 +27,3 @@ class VBPR(Recommender):
 
     def forward(self):
         return self.user_emb.weight, torch.cat([self.item_emb.weight, self.item_linear(self.features)], dim=1)
-
-    def layer0(self, users, pos, neg):
-        return [self.user_emb(users), self.item_emb(pos), self.item_emb(neg)]
