@@ -1,4 +1,4 @@
-"""Command line: ``gnnrec train | evaluate | recommend | data info``."""
+"""Command line: ``gnnrec train | search | augment | evaluate | recommend | expressiveness | encode | graph | data``."""
 from __future__ import annotations
 
 import argparse
@@ -194,6 +194,18 @@ def cmd_encode_text(args) -> None:
           f"{features.shape[1]}-d -> {path}")
 
 
+def cmd_augment(args) -> None:
+    from gnnrec.augment import run_augment
+    from gnnrec.config import load_config
+
+    report = run_augment(load_config(args.config, list(args.overrides)), args.target)
+    llm = report["llm"]
+    print(f"{args.target}: {llm['generated']} prompts sent to {llm['model']} ({llm['cached']} answered from the "
+          f"cache), {llm['prompts_per_second']:.3f} prompts/s")
+    print("parse failures: " + ", ".join(f"{k} {v}" for k, v in report["failures"].items()))
+    print(f"written: {report['file']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnnrec", description="Graph-based multimodal recommendation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -205,6 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML config (default: built-in defaults, synthetic data)")
     p.add_argument("overrides", nargs="*", help="config overrides such as train.max_epochs=50 model.num_layers=2")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("augment", help="LLM graph augmentation (LLMRec): edges, item attributes, user profiles",
+                       description="Run one offline LLM augmentation of the dataset in CONFIG (sections data, llm, "
+                                   "augment). edges: one liked and one disliked item per user from augment.base's "
+                                   "top candidates; items: attribute texts; users: profile texts (both embedded "
+                                   "into the feature store). Answers are cached, so a rerun resumes.")
+    p.add_argument("target", choices=["edges", "items", "users"])
+    p.add_argument("config", help="YAML config with data, llm and augment sections")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. llm.batch_size=16")
+    p.set_defaults(func=cmd_augment)
 
     p = sub.add_parser("search", help="grid or random hyper-parameter search, selected on validation",
                        description="Train every combination of the config's search.grid (or --random N of them) "

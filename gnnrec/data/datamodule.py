@@ -3,6 +3,9 @@
 Distributed runs do not use Lightning's DistributedSampler: every rank draws the same epoch (seeded by seed
 and epoch) and takes its slice of each global batch, so DDP sees the same global batches, hence the same
 gradient steps, as one process; evaluation users are split across ranks without padding duplicates.
+
+With LLM-augmented triples on the dataset, ``augment_rate`` x batch size of them (distinct, drawn afresh
+per batch) are appended to every batch, so any model trains on them (LLMRec's batch augmentation).
 """
 from __future__ import annotations
 
@@ -28,9 +31,11 @@ def shard_batches(n: int, batch_size: int, rank: int, world: int) -> list[slice]
 
 class RecDataModule(L.LightningDataModule):
     def __init__(self, dataset: RecDataset, batch_size: int = 2048, eval_batch_size: int = 4096,
-                 protocol: str = "strict", ks=(5, 10, 20, 50), seed: int = 999):
+                 protocol: str = "strict", ks=(5, 10, 20, 50), seed: int = 999, augment_rate: float = 0.0):
         super().__init__()
         self.dataset = dataset
+        self.augmented = dataset.augmented_edges if augment_rate > 0 else None
+        self.augment_rate = augment_rate
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.sampler = BPRSampler(dataset.train)
         self.evaluators = {s: FullRankingEvaluator(dataset, s, protocol, ks) for s in ("valid", "test")}
@@ -44,7 +49,21 @@ class RecDataModule(L.LightningDataModule):
         rank, world = self.rank_world()
         triples = torch.from_numpy(self.sampler.sample(np.random.default_rng([self.seed, epoch])))
         batches = [triples[:, s] for s in shard_batches(triples.shape[1], self.batch_size, rank, world)]
+        if self.augmented is not None and len(self.augmented):
+            batches = self.with_augmented(batches, np.random.default_rng([self.seed, epoch, 1]), world)
         return DataLoader(batches, batch_size=None, shuffle=False)
+
+    def with_augmented(self, batches: list[torch.Tensor], rng: np.random.Generator, world: int) -> list[torch.Tensor]:
+        """Append to each batch this rank's share of ``augment_rate`` x global batch size augmented triples."""
+        rank = self.rank_world()[0]
+        out = []
+        for batch in batches:
+            m = min(len(self.augmented), round(self.augment_rate * batch.shape[1] * world))
+            pick = rng.choice(len(self.augmented), size=m, replace=False)  # same draw on every rank
+            part = m // world
+            extra = torch.from_numpy(self.augmented[pick[rank * part : (rank + 1) * part]].T.copy())
+            out.append(torch.cat([batch, extra], dim=1))
+        return out
 
     def user_batches(self, split: str) -> DataLoader:
         rank, world = self.rank_world()

@@ -31,8 +31,11 @@ class RecDataset:
     """A recommendation dataset with a fixed split.
 
     Interactions are binary ``scipy.sparse.csr_matrix`` of shape ``(n_users, n_items)``; ``features``
-    maps a modality name to a float32 array with one row per item; ``item_info``/``user_info`` map a
-    column name (``title``, ``text``...) to an array with one entry per item/user.
+    maps a modality name to a float32 array with one row per item (``user_features``: one row per user,
+    e.g. LLM-made profiles); ``item_info``/``user_info`` map a column name (``title``, ``text``...) to an
+    array with one entry per item/user. ``augmented_edges`` holds LLM-made (user, positive, negative)
+    triples; with ``augment_graph`` their positives also join the graph that models propagate over
+    (never the train split that evaluation masks).
     """
 
     name: str
@@ -44,6 +47,9 @@ class RecDataset:
     user_info: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = ""
     report: dict[str, int] = field(default_factory=dict)
+    user_features: dict[str, np.ndarray] = field(default_factory=dict)
+    augmented_edges: np.ndarray | None = None
+    augment_graph: bool = False
 
     @property
     def n_users(self) -> int:
@@ -52,6 +58,14 @@ class RecDataset:
     @property
     def n_items(self) -> int:
         return self.train.shape[1]
+
+    @property
+    def graph(self) -> sp.csr_matrix:
+        """The user-item graph models propagate over: train, plus augmented positives when asked for."""
+        if not self.augment_graph or self.augmented_edges is None or not len(self.augmented_edges):
+            return self.train
+        extra = interactions_to_csr(self.augmented_edges[:, 0], self.augmented_edges[:, 1], self.train.shape)
+        return ((self.train + extra) > 0).astype(np.float32).tocsr()
 
     def split(self, name: str) -> sp.csr_matrix:
         if name not in SPLITS:
@@ -67,10 +81,11 @@ class RecDataset:
             if getattr(self, name).shape != self.train.shape:
                 raise DataError(f"{name} shape {getattr(self, name).shape} != train shape {self.train.shape}",
                                 path=where, field=name)
-        for name, feat in self.features.items():
-            if feat.ndim != 2 or feat.shape[0] != self.n_items:
-                raise DataError(f"feature '{name}' has shape {feat.shape}, expected ({self.n_items}, dim): "
-                                "one row per item id", path=where, field=name)
+        for name, feat, n, kind in [*((k, v, self.n_items, "item") for k, v in self.features.items()),
+                                    *((k, v, self.n_users, "user") for k, v in self.user_features.items())]:
+            if feat.ndim != 2 or feat.shape[0] != n:
+                raise DataError(f"{kind} feature '{name}' has shape {feat.shape}, expected ({n}, dim): "
+                                f"one row per {kind} id", path=where, field=name)
             bad = ~np.isfinite(feat).all(axis=1)
             if bad.any():
                 rows = np.flatnonzero(bad)
@@ -119,6 +134,9 @@ class RecDataset:
             "train_items": int((np.bincount(self.train.indices, minlength=self.n_items) > 0).sum()),
             "mean_train_per_user": float(user_deg.mean()),
             "features": {k: list(v.shape) for k, v in self.features.items()},
+            **({"user_features": {k: list(v.shape) for k, v in self.user_features.items()}}
+               if self.user_features else {}),
+            **({"augmented_edges": len(self.augmented_edges)} if self.augmented_edges is not None else {}),
             "item_info": sorted(self.item_info),
             "user_info": sorted(self.user_info),
             **({"report": dict(self.report)} if self.report else {}),

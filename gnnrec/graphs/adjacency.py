@@ -39,3 +39,11 @@ def to_torch_csr(mat: sp.spmatrix) -> torch.Tensor:
 def normalized_bipartite(interactions: sp.spmatrix) -> torch.Tensor:
     """LightGCN's propagation matrix as a torch sparse CSR tensor."""
     return to_torch_csr(sym_normalize(bipartite_adjacency(interactions)))
+
+
+def row_normalize(mat: sp.spmatrix) -> sp.csr_matrix:
+    """Each row divided by its sum (rows without entries stay zero): a mean over neighbours."""
+    mat = sp.csr_matrix(mat, dtype=np.float32)
+    sums = np.asarray(mat.sum(axis=1)).ravel()
+    inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
+    return (sp.diags(inv.astype(np.float32)) @ mat).tocsr()

@@ -10,11 +10,12 @@ from gnnrec.models.freedom import FREEDOM
 from gnnrec.models.gte import GTE
 from gnnrec.models.lattice import LATTICE
 from gnnrec.models.lightgcn import LightGCN
+from gnnrec.models.llmrec import LLMRec
 from gnnrec.models.mf import MF
 from gnnrec.models.vbpr import VBPR
 
 MODELS: dict[str, type[Recommender]] = {"mf": MF, "lightgcn": LightGCN, "gte": GTE, "vbpr": VBPR, "freedom": FREEDOM,
-                                      "lattice": LATTICE, "bm3": BM3}
+                                      "lattice": LATTICE, "bm3": BM3, "llmrec": LLMRec}
 
 
 def model_params(cls) -> dict:
@@ -45,4 +46,4 @@ def build_model(dataset, name: str, **params) -> Recommender:
     return cls(dataset, **params)
 
 
-__all__ = ["MODELS", "Recommender", "MF", "LightGCN", "GTE", "VBPR", "FREEDOM", "LATTICE", "BM3", "build_model", "model_class", "model_params"]
+__all__ = ["MODELS", "Recommender", "MF", "LightGCN", "GTE", "VBPR", "FREEDOM", "LATTICE", "BM3", "LLMRec", "build_model", "model_class", "model_params"]

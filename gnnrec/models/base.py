@@ -43,10 +43,14 @@ class Recommender(L.LightningModule):
         """The batch's free embeddings, which the regulariser penalises."""
         return [self.user_emb(users), self.item_emb(pos), self.item_emb(neg)]
 
-    def bpr_loss(self, users, pos, neg, user_emb, item_emb) -> torch.Tensor:
+    def bpr_terms(self, users, pos, neg, user_emb, item_emb) -> torch.Tensor:
+        """Per-triple BPR losses ``-log sigmoid(s(u, pos) - s(u, neg))``."""
         u = user_emb[users]
         diff = (u * item_emb[pos]).sum(-1) - (u * item_emb[neg]).sum(-1)
-        return -F.logsigmoid(diff).mean()
+        return -F.logsigmoid(diff)
+
+    def bpr_loss(self, users, pos, neg, user_emb, item_emb) -> torch.Tensor:
+        return self.bpr_terms(users, pos, neg, user_emb, item_emb).mean()
 
     def reg_loss(self, users, pos, neg) -> torch.Tensor:
         embs = self.layer0(users, pos, neg)

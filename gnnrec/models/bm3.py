@@ -35,7 +35,7 @@ class BM3(Recommender):
         self.modalities = ModalityProjections(feats, embedding_dim, trainable=True)
         self.predictor = nn.Linear(embedding_dim, embedding_dim)
         nn.init.xavier_normal_(self.predictor.weight)
-        self._adj = FixedSparse(normalized_bipartite(dataset.train))
+        self._adj = FixedSparse(normalized_bipartite(dataset.graph))
 
     def encode(self):
         x = propagate_mean(self._adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.num_layers)

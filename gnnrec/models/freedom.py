@@ -31,8 +31,8 @@ class FREEDOM(Recommender):
         self.item_graph = frozen_item_graph(require_features(dataset, "freedom"), knn_k, modality_weights,
                                             graph_cache_dir, backend=knn_backend)
         self.modalities = ModalityProjections(dataset.features, embedding_dim, trainable=True)
-        self.pruner = DegreeSensitivePruner(dataset.train, dropout)
-        self._full_adj = FixedSparse(normalized_bipartite(dataset.train))
+        self.pruner = DegreeSensitivePruner(dataset.graph, dropout)
+        self._full_adj = FixedSparse(normalized_bipartite(dataset.graph))
         self._train_adj = None
 
     def on_train_epoch_start(self):

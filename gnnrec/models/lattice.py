@@ -46,7 +46,7 @@ class LATTICE(Recommender):
         self.modal_weight = nn.Parameter(torch.full((len(feats),), 1.0 / len(feats)))
         self.frozen = {n: frozen_item_graph({n: feats[n]}, knn_k, None, graph_cache_dir, binary=False)
                        for n in sorted(feats)}
-        self._adj = FixedSparse(normalized_bipartite(dataset.train))
+        self._adj = FixedSparse(normalized_bipartite(dataset.graph))
         self._learned = None  # {modality: sparse graph}, rebuilt each epoch
 
     def on_train_epoch_start(self):

@@ -25,7 +25,7 @@ class LightGCN(Recommender):
         self.num_layers = num_layers
         self.init_id_embeddings(embedding_dim)
         # not a buffer: sparse buffers break DDP's broadcasts; FixedSparse moves it to the device once
-        self._adj = FixedSparse(normalized_bipartite(dataset.train))
+        self._adj = FixedSparse(normalized_bipartite(dataset.graph))
 
     def forward(self):
         x = torch.cat([self.user_emb.weight, self.item_emb.weight])
