@@ -160,38 +160,96 @@ def cmd_graph_build(args) -> None:
         print(f"written to {args.out}")
 
 
-def cmd_encode_text(args) -> None:
-    import time
-
-    from gnnrec.encoders.store import inputs_checksum, is_current, save
-    from gnnrec.encoders.text import encode_texts, render_texts, resolve_model
-
+def encode_inputs(args, template: str | None) -> tuple[list[str], list[str], str, str]:
+    """``(texts, item ids, source, template)`` from an ``--items`` id,text table or a dataset's metadata
+    (``template`` None: ids only)."""
     if args.items:
         from gnnrec.data.readers.items import read_item_texts
 
         ids, texts = read_item_texts(args.items)
-        source, template = args.items, "{text}"
-    else:
-        from gnnrec.data import load_dataset
+        return texts, [str(i) for i in ids], str(args.items), "{text}"
+    if not args.data:
+        raise GnnrecError("give a dataset folder or --items TABLE")
+    from gnnrec.data import load_dataset
+    from gnnrec.encoders.text import render_texts
 
-        data = load_dataset(args.data, format=args.format, valid_ratio=0.0, drop_cold=False)
-        texts, source, template = render_texts(data, args.template), args.data, args.template
-        ids = None
-    manifest = {"modality": args.name, "model": args.model, "resolved_model": resolve_model(args.model),
-                "template": template, "source": str(source), "items": len(texts),
-                "inputs_sha256": inputs_checksum(texts), "normalized": True}
-    if ids is not None:
-        manifest["item_ids"] = f"ascending ids {int(ids[0])}..{int(ids[-1])} of {args.items}"
+    data = load_dataset(args.data, format=args.format, valid_ratio=0.0, drop_cold=False)
+    column = data.item_info.get(getattr(args, "id_field", "item_id"))
+    ids = [str(i) for i in column] if column is not None else [str(i) for i in range(data.n_items)]
+    return (render_texts(data, template) if template else ids), ids, str(args.data), template
+
+
+def encode_to_store(args, manifest: dict, run) -> None:
+    """Skip when the store already holds this exact encoding; else time ``run() -> (features, notes)`` and save."""
+    import time
+
+    from gnnrec.encoders.store import is_current, save
+
     if is_current(args.out, args.name, manifest) and not args.force:
         print(f"{args.name}: already encoded in {args.out} with the same model, template and inputs (use --force)")
         return
     start = time.perf_counter()
-    features = encode_texts(texts, args.model, args.batch_size, args.device, progress=True)
+    features, notes = run()
     seconds = time.perf_counter() - start
-    manifest.update(seconds=round(seconds, 2), items_per_second=round(len(texts) / seconds, 1))
+    n = manifest["items"]
+    manifest.update(seconds=round(seconds, 2), items_per_second=round(n / seconds, 1), **notes)
     path = save(args.out, args.name, features, manifest)
-    print(f"encoded {len(texts)} items in {seconds:.1f} s ({len(texts) / seconds:.0f} items/s), "
-          f"{features.shape[1]}-d -> {path}")
+    print(f"encoded {n} items in {seconds:.1f} s ({n / seconds:.0f} items/s), {features.shape[1]}-d -> {path}")
+
+
+def cmd_encode_text(args) -> None:
+    from gnnrec.encoders.store import inputs_checksum
+    from gnnrec.encoders.text import encode_texts, resolve_model
+
+    texts, ids, source, template = encode_inputs(args, args.template)
+    manifest = {"modality": args.name, "model": args.model, "resolved_model": resolve_model(args.model),
+                "template": template, "source": source, "items": len(texts),
+                "inputs_sha256": inputs_checksum(texts), "normalized": True}
+    if args.items:
+        manifest["item_ids"] = f"ascending ids {ids[0]}..{ids[-1]} of {args.items}"
+    encode_to_store(args, manifest, lambda: (encode_texts(texts, args.model, args.batch_size, args.device), {}))
+
+
+def clip_manifest(args, **extra) -> dict:
+    from gnnrec.encoders.image import architecture
+
+    return {"modality": args.name, "model": f"open_clip:{architecture(args.model, args.model_config)}", "pretrained": args.pretrained,
+            "model_config": args.model_config, "normalized": True, **extra}
+
+
+def cmd_encode_clip_text(args) -> None:
+    from gnnrec.encoders.image import encode_clip_texts, load_clip
+    from gnnrec.encoders.store import inputs_checksum
+
+    texts, _, source, template = encode_inputs(args, args.template)
+
+    def run():
+        device = args.device or "cpu"
+        model, _, tokenizer = load_clip(args.model, args.pretrained, args.model_config, device)
+        return encode_clip_texts(texts, model, tokenizer, args.batch_size, device), {}
+
+    encode_to_store(args, clip_manifest(args, template=template, source=source, items=len(texts),
+                                        inputs_sha256=inputs_checksum(texts)), run)
+
+
+def cmd_encode_image(args) -> None:
+    from gnnrec.encoders.image import encode_images, image_paths, load_clip
+    from gnnrec.encoders.store import inputs_checksum
+
+    _, ids, source, _ = encode_inputs(args, None)
+    paths = image_paths(args.images, ids)
+    stamp = [f"{p.name}:{p.stat().st_size}" if p else "-" for p in paths]
+
+    def run():
+        device = args.device or "cpu"
+        model, preprocess, _ = load_clip(args.model, args.pretrained, args.model_config, device)
+        features, problems = encode_images(paths, model, preprocess, args.batch_size, device)
+        for row, problem in list(problems.items())[:20]:
+            print(f"  item {ids[row]}: image {problem}, filled with the mean embedding")
+        return features, {"filled_with_mean": {ids[r]: p for r, p in problems.items()}}
+
+    encode_to_store(args, clip_manifest(args, template=f"images in {args.images}", source=source,
+                                        items=len(paths), inputs_sha256=inputs_checksum(stamp)), run)
 
 
 def cmd_augment(args) -> None:
@@ -265,21 +323,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("encode", help="precompute item features offline with modality encoders")
     enc_sub = p.add_subparsers(dest="encode_command", required=True)
+    def encode_args(q, name: str, template: bool = True) -> None:
+        q.add_argument("data", nargs="?", help="dataset folder whose item metadata fills the template")
+        q.add_argument("--items", help="an 'id,text' table instead of a dataset (e.g. MicroLens-100k_title_en.csv)")
+        if template:
+            q.add_argument("--template", default="{title}", help="e.g. '{title}. Genres: {class}'")
+        q.add_argument("--name", default=name, help=f"modality name (file <name>_feat.npy; default {name})")
+        q.add_argument("--out", required=True, help="feature store folder")
+        q.add_argument("--batch-size", type=int, default=64)
+        q.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu for CLIP, auto for text)")
+        q.add_argument("--format", default="auto")
+        q.add_argument("--force", action="store_true", help="encode even if the store is current")
+
+    def clip_args(q) -> None:
+        q.add_argument("--model", help="open_clip architecture (default ViT-B-32, or the --model-config file's)")
+        q.add_argument("--pretrained", help="open_clip pretrained tag or local checkpoint (none: random weights)")
+        q.add_argument("--model-config", help="JSON architecture file to register (custom or small models)")
+
     q = enc_sub.add_parser("text", help="sentence-transformers embeddings of item texts",
                            description="Embed a text per item (a template over the dataset's item metadata, or an "
                                        "'id,text' table) and store <name>_feat.npy with a manifest in --out. "
                                        "Train on it with data.feature_dirs=[OUT].")
-    q.add_argument("data", nargs="?", help="dataset folder whose item metadata fills the template")
-    q.add_argument("--items", help="an 'id,text' table instead of a dataset (e.g. MicroLens-100k_title_en.csv)")
-    q.add_argument("--template", default="{title}", help="e.g. '{title}. Genres: {class}'")
+    encode_args(q, "text")
     q.add_argument("--model", default="all-MiniLM-L6-v2", help="sentence-transformers name or local folder")
-    q.add_argument("--name", default="text", help="modality name (file <name>_feat.npy)")
-    q.add_argument("--out", required=True, help="feature store folder")
-    q.add_argument("--batch-size", type=int, default=64)
-    q.add_argument("--device", help="cpu, cuda, ... (default: what sentence-transformers picks)")
-    q.add_argument("--format", default="auto")
-    q.add_argument("--force", action="store_true", help="encode even if the store is current")
     q.set_defaults(func=cmd_encode_text)
+    q = enc_sub.add_parser("image", help="open_clip embeddings of item images",
+                           description="Embed each item's image (<id>.jpg/.png/... in --images, ids from the "
+                                       "dataset's --id-field or an --items table) with open_clip. Missing or "
+                                       "unreadable images are listed and filled with the mean embedding.")
+    encode_args(q, "image", template=False)
+    clip_args(q)
+    q.add_argument("--images", required=True, help="folder of item images named by item id (e.g. MicroLens covers/)")
+    q.add_argument("--id-field", default="item_id", help="item metadata column with the ids images are named by")
+    q.set_defaults(func=cmd_encode_image)
+    q = enc_sub.add_parser("clip-text", help="open_clip text embeddings (same space as the image embeddings)")
+    encode_args(q, "clip_text")
+    clip_args(q)
+    q.set_defaults(func=cmd_encode_clip_text)
 
     p = sub.add_parser("graph", help="item-item graph tools")
     graph_sub = p.add_subparsers(dest="graph_command", required=True)

@@ -53,7 +53,7 @@ def test_mean_fill_only_for_empty_rows():
 
     out, filled = embed_with_mean_fill(["ab", None, "abcd"], encode)
     assert filled == 1 and out.tolist() == [[2, 1], [3, 1], [4, 1]]
-    with pytest.raises(ValueError, match="nothing to embed"):
+    with pytest.raises(DataError, match="every input is missing"):
         embed_with_mean_fill([None, None], encode)
 
 

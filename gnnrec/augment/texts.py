@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from gnnrec.augment.parse import count_failures, parse_fields
 from gnnrec.augment.prompts import answer_form, numbered, user_histories
+from gnnrec.encoders.store import fill_missing
 
 
 def ask_fields(lm, prompts: list[str], fields: list[str], desc: str) -> tuple[list[str | None], dict]:
@@ -44,10 +45,8 @@ def embed_with_mean_fill(texts: list[str | None], encode) -> tuple[np.ndarray, i
     """``encode(list[str]) -> array`` over the parsed texts; unparsed rows get their mean. Returns the
     matrix (one row per text) and how many rows were filled."""
     present = [i for i, t in enumerate(texts) if t is not None]
-    if not present:
-        raise ValueError("no answer could be parsed: nothing to embed (check the prompt template and the model)")
-    vectors = encode([texts[i] for i in present])
-    out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-    out[:] = vectors.mean(axis=0)
-    out[present] = vectors
-    return out, len(texts) - len(present)
+    rows: list[np.ndarray | None] = [None] * len(texts)
+    if present:
+        for i, vector in zip(present, encode([texts[i] for i in present])):
+            rows[i] = vector
+    return fill_missing(rows), len(texts) - len(present)
