@@ -257,9 +257,9 @@ def cmd_augment(args) -> None:
     from gnnrec.config import load_config
 
     report = run_augment(load_config(args.config, list(args.overrides)), args.target)
-    llm = report["llm"]
-    print(f"{args.target}: {llm['generated']} prompts sent to {llm['model']} ({llm['cached']} answered from the "
-          f"cache), {llm['prompts_per_second']:.3f} prompts/s")
+    llm, made = report["llm"], report["llm_generation"]
+    print(f"{args.target}: {llm['generated']} prompts sent to {llm['model']}, {llm['cached']} answered from the cache"
+          f" (generated at {made['prompts_per_second']:.2f} prompts/s on {made['device']})")
     print("parse failures: " + ", ".join(f"{k} {v}" for k, v in report["failures"].items()))
     print(f"written: {report['file']}")
 

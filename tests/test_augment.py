@@ -63,6 +63,20 @@ def test_templates_reject_unknown_placeholders(tmp_path):
     with pytest.raises(ConfigError, match="pool"):
         load_template("edges", str(bad))
     assert "{candidates}" in load_template("edges")
+    bad.write_text("### user\nQ {history} {candidates}\n### assistant\nA")
+    with pytest.raises(ConfigError, match="last turn must be"):
+        load_template("edges", str(bad))
+
+
+def test_templates_can_hold_worked_examples():
+    from gnnrec.augment.prompts import render
+
+    text = "### system\nBe brief.\n### user\nExample {{literal}}\n### assistant\nlike: 1, dislike: 2\n### user\n{item}?"
+    assert render(text, item="Heat") == [{"role": "system", "content": "Be brief."},
+                                         {"role": "user", "content": "Example {literal}"},
+                                         {"role": "assistant", "content": "like: 1, dislike: 2"},
+                                         {"role": "user", "content": "Heat?"}]
+    assert render("Plain {item}", item="x") == [{"role": "user", "content": "Plain x"}]
 
 
 def test_edges_file_errors_name_the_line(tmp_path):
@@ -163,6 +177,7 @@ def test_augment_cli_end_to_end_then_llmrec_trains(tmp_path, monkeypatch, capsys
     assert report["users"] == 60 and report["triples"] == 15  # one user in four answered usably
     assert report["failures"]["same_item"] == 15 and report["failures"]["malformed"] == 15
     assert report["failures"]["out_of_pool"] == 15
+    assert report["picked_ranks_like_dislike"] == {"1,3": 15}
     triples = np.loadtxt(out / "edges.csv", delimiter=",", skiprows=1, dtype=np.int64)
     assert len(triples) == 15 and len(set(triples[:, 0])) == 15
     attrs = json.loads((out / "features" / "attributes_feat.json").read_text())

@@ -3,6 +3,7 @@ base recommender's top candidates. Result: at most one (user, positive, negative
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from gnnrec.augment.parse import TitleMatcher, count_failures, parse_edge_answer
-from gnnrec.augment.prompts import numbered, user_histories
+from gnnrec.augment.prompts import numbered, render, user_histories
 from gnnrec.errors import DataError
 from gnnrec.eval.metrics import topk_items
 
@@ -31,9 +32,9 @@ def candidate_pools(model, train: sp.csr_matrix, k: int, batch_size: int = 1024)
     return np.concatenate(pools)
 
 
-def edge_prompts(template: str, item_texts: list[str], histories, pools) -> list[str]:
-    return [template.format(history=numbered(item_texts[i] for i in hist),
-                            candidates=numbered(item_texts[i] for i in pool))
+def edge_prompts(template: str, item_texts: list[str], histories, pools) -> list[list[dict]]:
+    return [render(template, history=numbered(item_texts[i] for i in hist),
+                   candidates=numbered(item_texts[i] for i in pool))
             for hist, pool in zip(histories, pools)]
 
 
@@ -43,14 +44,18 @@ def augment_edges(lm, train: sp.csr_matrix, pools: np.ndarray, item_texts: list[
     prompts = edge_prompts(template, item_texts, user_histories(train, history, seed), pools)
     answers = lm.complete(prompts, desc="augment edges")
     matcher = TitleMatcher(titles)
-    rows, reasons = [], []
+    rows, reasons, positions = [], [], Counter()
     for user, (answer, pool) in enumerate(zip(answers, pools)):
-        pair, why = parse_edge_answer(answer, [int(i) for i in pool], matcher)
+        pool = [int(i) for i in pool]
+        pair, why = parse_edge_answer(answer, pool, matcher)
         reasons.append(why)
         if pair is not None:
             rows.append((user, *pair))
+            positions[f"{pool.index(pair[0]) + 1},{pool.index(pair[1]) + 1}"] += 1
     triples = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-    report = {"users": train.shape[0], "triples": len(triples), "failures": count_failures(reasons)}
+    # which candidate ranks were picked: a model that copies its example, or always says "1, 10", shows here
+    report = {"users": train.shape[0], "triples": len(triples), "failures": count_failures(reasons),
+              "picked_ranks_like_dislike": dict(positions.most_common(10))}
     return triples, report
 
 

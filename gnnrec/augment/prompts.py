@@ -1,7 +1,12 @@
 """Prompt templates (editable text files; the defaults live in ``gnnrec/augment/prompts/``) and the pieces
-they are filled with: numbered item lists, answer forms and per-user histories."""
+they are filled with: numbered item lists, answer forms and per-user histories.
+
+A template is one user message, or a conversation: lines ``### system``, ``### user`` and ``### assistant``
+start turns, so a file can hold worked examples (few-shot) before the final user turn, which carries the
+``{placeholders}``. Braces meant literally are written ``{{`` and ``}}``."""
 from __future__ import annotations
 
+import re
 import string
 from pathlib import Path
 
@@ -21,12 +26,26 @@ def load_template(kind: str, path: str | None = None) -> str:
     if not file.is_file():
         raise ConfigError(f"prompt template not found: {file} (augment.prompts.{kind})")
     text = file.read_text(encoding="utf-8")
+    turns = [m.group(1) for m in TURN.finditer(text)]
+    if turns and turns[-1] != "user":
+        raise ConfigError(f"{file}: the last turn must be '### user' (the question), not '### {turns[-1]}'")
     used = {f for _, f, _, _ in string.Formatter().parse(text) if f}
     unknown = used - FIELDS[kind]
     if unknown:
         raise ConfigError(f"{file}: unknown placeholder(s) {sorted(unknown)}; a {kind} template may use "
                           f"{sorted(FIELDS[kind])}")
     return text
+
+
+TURN = re.compile(r"^###[ \t]*(system|user|assistant)[ \t]*$", re.M)
+
+
+def render(template: str, **fields) -> list[dict]:
+    """The chat messages of ``template`` with ``fields`` filled in."""
+    parts = TURN.split(template)
+    turns = [("user", parts[0])] if parts[0].strip() else []
+    turns += list(zip(parts[1::2], parts[2::2]))
+    return [{"role": role, "content": text.strip().format(**fields)} for role, text in turns]
 
 
 def numbered(lines) -> str:

@@ -52,10 +52,17 @@ def titles(cfg: dict, dataset) -> np.ndarray:
 
 
 def write_report(out: Path, step: str, report: dict, lm) -> dict:
-    report = {**report, "llm": {"backend": type(lm).__name__, "model": lm.model, **lm.stats.as_dict()},
-              "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    """``llm``: this run's LLM use; ``llm_generation``: that of the run that generated the answers (a rerun
+    answered from the cache keeps the throughput measured when they were made)."""
+    path = out / f"{step}_report.json"
+    stats = {"backend": type(lm).__name__, "model": lm.model, "device": str(getattr(lm, "device", "remote")),
+             **lm.stats.as_dict()}
+    generation = stats
+    if lm.stats.generated == 0 and path.is_file():
+        generation = json.loads(path.read_text(encoding="utf-8")).get("llm_generation", stats)
+    report = {**report, "llm": stats, "llm_generation": generation, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{step}_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
 
 
@@ -66,7 +73,7 @@ def run_edges(cfg: dict, dataset) -> dict:
     if not acfg["base"]:
         raise ConfigError("augment.base must name the run folder of a trained recommender (e.g. LightGCN): "
                           "the LLM picks from its top candidates")
-    _, base_data, base = load_run(acfg["base"])
+    _, base_data, base = load_run(acfg["base"], overrides={"data": {"source": cfg["data"]["source"]}})
     if base_data.train.shape != dataset.train.shape or (base_data.train != dataset.train).nnz:
         raise ConfigError(f"augment.base {acfg['base']} was trained on a different split of the data than this "
                           "config loads (same data.* settings and seed are needed)")
@@ -93,6 +100,7 @@ def run_texts(cfg: dict, dataset, kind: str) -> dict:
     texts, report = ask_fields(lm, prompts, fields, desc=f"augment {kind}")
     with open(out / f"{kind}.csv", "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows([["id", "text"], *([i, t or ""] for i, t in enumerate(texts))])
+    write_report(out, kind, report, lm)  # the answers are safe before the (separate) embedding step
     features, filled = embed_with_mean_fill(texts, lambda batch: encode_texts(batch, acfg["encoder"]))
     manifest = {"modality": name, "model": acfg["encoder"], "resolved_model": resolve_model(acfg["encoder"]),
                 "template": template, "source": f"{lm.model} answers, {out / f'{kind}.csv'}",

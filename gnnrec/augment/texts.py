@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from gnnrec.augment.parse import count_failures, parse_fields
-from gnnrec.augment.prompts import answer_form, numbered, user_histories
+from gnnrec.augment.prompts import answer_form, numbered, render, user_histories
 from gnnrec.encoders.store import fill_missing
 
 
@@ -32,13 +32,13 @@ def ask_fields(lm, prompts: list[str], fields: list[str], desc: str) -> tuple[li
 
 
 def attribute_prompts(template: str, item_texts: list[str], fields: list[str]) -> list[str]:
-    return [template.format(item=text, fields=", ".join(fields), form=answer_form(fields)) for text in item_texts]
+    return [render(template, item=text, fields=", ".join(fields), form=answer_form(fields)) for text in item_texts]
 
 
 def profile_prompts(template: str, train: sp.csr_matrix, item_texts: list[str], fields: list[str],
                     history: int, seed: int) -> list[str]:
-    return [template.format(history=numbered(item_texts[i] for i in hist), fields=", ".join(fields),
-                            form=answer_form(fields)) for hist in user_histories(train, history, seed)]
+    return [render(template, history=numbered(item_texts[i] for i in hist), fields=", ".join(fields),
+                   form=answer_form(fields)) for hist in user_histories(train, history, seed)]
 
 
 def embed_with_mean_fill(texts: list[str | None], encode) -> tuple[np.ndarray, int]:
