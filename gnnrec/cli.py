@@ -252,6 +252,47 @@ def cmd_encode_image(args) -> None:
                                         items=len(paths), inputs_sha256=inputs_checksum(stamp)), run)
 
 
+def cmd_encode_captions(args) -> None:
+    import csv
+    from pathlib import Path
+
+    from gnnrec.encoders.captions import PipelineVLM, caption_images
+    from gnnrec.encoders.image import image_paths
+    from gnnrec.encoders.store import inputs_checksum
+    from gnnrec.encoders.text import embed_with_mean_fill, encode_texts, resolve_model
+    from gnnrec.llm.openai_chat import OpenAIChatLM
+
+    _, ids, source, _ = encode_inputs(args, None)
+    paths = image_paths(args.images, ids)
+    stamp = [f"{p.name}:{p.stat().st_size}" if p else "-" for p in paths]
+    prompt = Path(args.prompt).read_text(encoding="utf-8").strip() if args.prompt and Path(args.prompt).is_file() \
+        else (args.prompt or None)
+    cache = args.cache or str(Path(args.out) / f"{args.name}_captions.jsonl")
+
+    def run():
+        from gnnrec.encoders.captions import DEFAULT_PROMPT
+
+        options = {"cache": cache, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
+        if args.backend == "openai":
+            lm = OpenAIChatLM(args.vlm, base_url=args.base_url, api_key_env=args.api_key_env, **options)
+        else:
+            lm = PipelineVLM(args.vlm, device=args.device, **options)
+        captions, problems = caption_images(lm, paths, prompt or DEFAULT_PROMPT)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        with open(Path(args.out) / f"{args.name}_captions.csv", "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows([["item_id", "caption"], *([i, c or ""] for i, c in zip(ids, captions))])
+        for row, problem in list(problems.items())[:20]:
+            print(f"  item {ids[row]}: {problem}, filled with the mean embedding")
+        features, _ = embed_with_mean_fill(captions, lambda texts: encode_texts(texts, args.text_model))
+        return features, {"filled_with_mean": {ids[r]: p for r, p in problems.items()},
+                          "captions_generated": lm.stats.generated, "captions_cached": lm.stats.cached}
+
+    manifest = {"modality": args.name, "model": f"{args.backend}:{args.vlm} captions -> {args.text_model}",
+                "resolved_model": resolve_model(args.text_model), "template": prompt or "default prompt",
+                "source": source, "items": len(paths), "inputs_sha256": inputs_checksum(stamp), "normalized": True}
+    encode_to_store(args, manifest, run)
+
+
 def cmd_augment(args) -> None:
     from gnnrec.augment import run_augment
     from gnnrec.config import load_config
@@ -356,6 +397,24 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--images", required=True, help="folder of item images named by item id (e.g. MicroLens covers/)")
     q.add_argument("--id-field", default="item_id", help="item metadata column with the ids images are named by")
     q.set_defaults(func=cmd_encode_image)
+    q = enc_sub.add_parser("captions", help="MLLM captions of item images, embedded as a text modality",
+                           description="Describe each item image with a vision-language model (a transformers "
+                                       "image-text-to-text model, or an OpenAI-compatible endpoint), cache the "
+                                       "answers (JSONL, so a rerun resumes), write <name>_captions.csv and embed "
+                                       "the captions with the text encoder into <name>_feat.npy.")
+    encode_args(q, "captions", template=False)
+    q.add_argument("--images", required=True, help="folder of item images named by item id")
+    q.add_argument("--id-field", default="item_id", help="item metadata column with the ids images are named by")
+    q.add_argument("--backend", choices=["transformers", "openai"], default="transformers")
+    q.add_argument("--vlm", required=True, help="vision-language model: hub name or local folder (transformers), "
+                                                "or the served model name (openai)")
+    q.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible endpoint")
+    q.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
+    q.add_argument("--prompt", help="the instruction, or a file holding it (default: describe what you see)")
+    q.add_argument("--max-new-tokens", type=int, default=96)
+    q.add_argument("--cache", help="JSONL answer cache (default <out>/<name>_captions.jsonl)")
+    q.add_argument("--text-model", default="all-MiniLM-L6-v2", help="sentence-transformers model for the captions")
+    q.set_defaults(func=cmd_encode_captions)
     q = enc_sub.add_parser("clip-text", help="open_clip text embeddings (same space as the image embeddings)")
     encode_args(q, "clip_text")
     clip_args(q)

@@ -8,7 +8,7 @@ import torch
 
 from gnnrec.augment.parse import TitleMatcher, parse_edge_answer, parse_fields
 from gnnrec.augment.prompts import load_template
-from gnnrec.augment.texts import embed_with_mean_fill
+from gnnrec.encoders.text import embed_with_mean_fill
 from gnnrec.errors import ConfigError, DataError
 
 TITLES = ["Toy Story (1995)", "GoldenEye (1995)", "Four Rooms (1995)", "Get Shorty (1995)", "Copycat (1995)",

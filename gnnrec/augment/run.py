@@ -17,9 +17,9 @@ import numpy as np
 
 from gnnrec.augment.edges import augment_edges, candidate_pools, write_edges
 from gnnrec.augment.prompts import load_template
-from gnnrec.augment.texts import ask_fields, attribute_prompts, embed_with_mean_fill, profile_prompts
+from gnnrec.augment.texts import ask_fields, attribute_prompts, profile_prompts
 from gnnrec.encoders import store
-from gnnrec.encoders.text import encode_texts, render_texts, resolve_model
+from gnnrec.encoders.text import embed_with_mean_fill, encode_texts, render_texts, resolve_model
 from gnnrec.errors import ConfigError
 from gnnrec.llm import build_llm
 

