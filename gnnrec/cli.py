@@ -105,6 +105,21 @@ def cmd_data_info(args) -> None:
         print(f"matches {args.card}: files and statistics as expected")
 
 
+def cmd_data_ingest(args) -> None:
+    from gnnrec.data.ingest import ingest_amazon, ingest_microlens
+
+    if args.source == "amazon":
+        kcore = 5 if args.kcore is None else args.kcore
+        report = ingest_amazon(args.path, args.out, args.meta, args.name, kcore or None, args.strict)
+        skipped = report["reviews"]["bad"] + report.get("meta", {}).get("bad", 0)
+    else:
+        report = ingest_microlens(args.path, args.out, args.name, args.kcore)
+        skipped = 0
+    print(f"{report['users']} users, {report['items']} items, {report['interactions']} interactions "
+          f"(train {report['train']}, valid {report['valid']}, test {report['test']}); "
+          f"{report['duplicates_dropped']} duplicates dropped, {skipped} malformed lines skipped -> {args.out}")
+
+
 def cmd_expressiveness(args) -> None:
     from pathlib import Path
 
@@ -444,6 +459,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.add_argument("--card", help="a dataset card (datasets/NAME.yaml) to check the files and statistics against")
     q.set_defaults(func=cmd_data_info)
+    q = data_sub.add_parser("ingest", help="raw Amazon reviews or MicroLens files -> an MMRec-format folder",
+                            description="Parse, drop duplicate interactions (latest kept), k-core filter, split "
+                                        "with MMRec's rule and write <name>.inter, the id mappings, items.tsv and "
+                                        "ingest_report.json (malformed lines are counted there and logged).")
+    q.add_argument("source", choices=["amazon", "microlens"])
+    q.add_argument("path", help="amazon: the reviews file (.json/.jsonl, .gz ok); microlens: the dataset folder")
+    q.add_argument("--meta", help="amazon: the metadata file (meta_*.json(l)(.gz))")
+    q.add_argument("--out", required=True, help="output folder (train on it with data.source=OUT)")
+    q.add_argument("--name", help="dataset name (default from the file or folder name)")
+    q.add_argument("--kcore", type=int, default=None, help="k-core filter (default 5 for amazon, none for microlens)")
+    q.add_argument("--strict", action="store_true", help="stop at the first malformed line instead of skipping it")
+    q.set_defaults(func=cmd_data_ingest)
     return parser
 
 

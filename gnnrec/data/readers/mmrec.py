@@ -39,4 +39,24 @@ def read_mmrec(folder: Path, modalities: list[str] | None = None) -> RecDataset:
     n_items = max([int(items.max(initial=-1)) + 1] + [f.shape[0] for f in features.values()])
     shape = (int(users.max(initial=-1)) + 1, n_items)
     splits = [interactions_to_csr(users[labels == k], items[labels == k], shape) for k in range(3)]
-    return RecDataset(path.stem, *splits, features=features, source=str(path))
+    return RecDataset(path.stem, *splits, features=features, item_info=read_item_table(folder, n_items),
+                      source=str(path))
+
+
+def read_item_table(folder: Path, n_items: int) -> dict[str, np.ndarray]:
+    """Columns of ``items.tsv`` (itemID first, as ``gnnrec data ingest`` writes it), one entry per item id."""
+    path = Path(folder) / "items.tsv"
+    if not path.is_file():
+        return {}
+    head, rows, first = read_rows(path, "\t", header=True)
+    if not head or head[0] != ITEM:
+        raise DataError(f"first column must be {ITEM}", path=path, line=1)
+    ids = to_ids([r[0] for r in rows], path, ITEM, first)
+    if len(ids) and ids.max() >= n_items:
+        raise DataError(f"item id {ids.max()} beyond the {n_items} items of the .inter file", path=path)
+    info = {}
+    for k, col in enumerate(head[1:], start=1):
+        values = np.full(n_items, "", dtype=object)
+        values[ids] = [r[k] for r in rows]
+        info[col] = values
+    return info

@@ -1,0 +1,79 @@
+"""Reading JSON-lines review and metadata files (plain or .gz) with line numbers; malformed lines are counted
+and reported (first few line numbers), or raise with ``strict``, never dropped silently."""
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gnnrec.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LineReport:
+    path: str
+    lines: int = 0
+    bad: int = 0
+    first_bad: list[str] = field(default_factory=list)
+
+    def reject(self, line: int, why: str, strict: bool) -> None:
+        if strict:
+            raise DataError(why, path=self.path, line=line)
+        self.bad += 1
+        if len(self.first_bad) < 5:
+            self.first_bad.append(f"line {line}: {why}")
+
+    def log(self) -> None:
+        if self.bad:
+            log.warning("%s: skipped %d of %d lines (%s)", self.path, self.bad, self.lines, "; ".join(self.first_bad))
+
+
+def open_text(path: Path):
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path=path)
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def parse_record(text: str):
+    """One JSON object; Amazon-2014 metadata lines are Python dict literals, read safely as literals."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return ast.literal_eval(text)
+
+
+def read_records(path: Path, required: tuple[str, ...], pick, strict: bool = False) -> tuple[list, LineReport]:
+    """``pick(record)`` for each JSON object that has every ``required`` key, and the line report.
+
+    ``pick`` keeps only what is needed, so a multi-GB review file never sits in memory as dicts."""
+    report, out = LineReport(str(path)), []
+    with open_text(path) as fh:
+        for number, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            report.lines += 1
+            try:
+                record = parse_record(text)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                record = None
+            if not isinstance(record, dict):
+                report.reject(number, "not a JSON object", strict)
+                continue
+            missing = [k for k in required if record.get(k) in (None, "")]
+            if missing:
+                report.reject(number, f"missing {', '.join(missing)}", strict)
+                continue
+            try:
+                out.append(pick(record))
+            except KeyError as exc:
+                report.reject(number, f"missing field {exc}", strict)
+            except (TypeError, ValueError) as exc:
+                report.reject(number, f"bad value ({exc})", strict)
+    report.log()
+    return out, report
