@@ -105,6 +105,16 @@ def cmd_data_info(args) -> None:
         print(f"matches {args.card}: files and statistics as expected")
 
 
+def cmd_data_download(args) -> None:
+    from gnnrec.data.cards import load_card
+    from gnnrec.data.download import download
+
+    pinned = load_card(args.card).get("sha256") or {}
+    for name, digest in download(args.card, args.out, args.timeout).items():
+        note = "verified" if pinned.get(name) else "no checksum on the card yet: pin this one"
+        print(f"{name}: sha256 {digest} ({note})")
+
+
 def cmd_data_ingest(args) -> None:
     from gnnrec.data.ingest import ingest_amazon, ingest_microlens
 
@@ -390,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu for CLIP, auto for text)")
         q.add_argument("--format", default="auto")
         q.add_argument("--force", action="store_true", help="encode even if the store is current")
+        q.add_argument("--preset", help="a YAML file of option values (see encoders/); options given here win")
 
     def clip_args(q) -> None:
         q.add_argument("--model", help="open_clip architecture (default ViT-B-32, or the --model-config file's)")
@@ -459,6 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.add_argument("--card", help="a dataset card (datasets/NAME.yaml) to check the files and statistics against")
     q.set_defaults(func=cmd_data_info)
+    q = data_sub.add_parser("download", help="fetch a dataset's files from the addresses on its card, checked",
+                            description="Download the files a dataset card lists under 'download' into --out and "
+                                        "verify their sha256 against the card.")
+    q.add_argument("card", help="a dataset card, e.g. datasets/microlens-100k.yaml")
+    q.add_argument("--out", required=True)
+    q.add_argument("--timeout", type=float, default=30.0)
+    q.set_defaults(func=cmd_data_download)
     q = data_sub.add_parser("ingest", help="raw Amazon reviews or MicroLens files -> an MMRec-format folder",
                             description="Parse, drop duplicate interactions (latest kept), k-core filter, split "
                                         "with MMRec's rule and write <name>.inter, the id mappings, items.tsv and "
@@ -474,8 +492,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def with_preset(parser, argv: list[str]) -> list[str]:
+    """``argv`` with the options of its ``--preset`` YAML file inserted before the user's own (which win)."""
+    import yaml
+
+    path = argv[argv.index("--preset") + 1] if "--preset" in argv[:-1] else None
+    if path is None:
+        return argv
+    try:
+        values = yaml.safe_load(open(path, encoding="utf-8"))
+    except OSError as exc:
+        raise GnnrecError(f"preset {path}: {exc.strerror}") from None
+    if not isinstance(values, dict):
+        raise GnnrecError(f"preset {path}: expected a mapping of option names to values")
+    extra = []
+    for key, value in values.items():
+        flag = "--" + str(key).replace("_", "-")
+        extra += [flag] if value is True else [] if value in (False, None) else [flag, str(value)]
+    head = [a for a in argv[:2] if not a.startswith("-")]
+    full = [*head, *extra, *argv[len(head):]]
+    _, unknown = parser.parse_known_args(full)
+    bad = [u for u in unknown if u in extra]
+    if bad:
+        raise GnnrecError(f"preset {path}: unknown option(s) {', '.join(bad)} for `gnnrec {' '.join(head)}`")
+    return full
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = with_preset(parser, argv)
+    except GnnrecError as exc:
+        print(f"gnnrec: error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     handler = logging.StreamHandler()  # gnnrec's own logger only: Lightning has its handler already
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logger = logging.getLogger("gnnrec")

@@ -72,3 +72,29 @@ def test_feature_dirs_must_match_the_item_count(tmp_path):
 def test_template_fields_must_exist(tmp_path, capsys):
     assert main(["encode", "text", "synthetic", "--template", "{plot}", "--out", str(tmp_path)]) == 2
     assert "template field(s) ['plot']" in capsys.readouterr().err
+
+
+def test_encoder_presets_fill_options_and_the_command_line_wins(tmp_path, capsys):
+    from pathlib import Path
+
+    import yaml
+
+    from gnnrec.cli import build_parser, main, with_preset
+
+    root = Path(__file__).resolve().parents[1] / "encoders"
+    assert not (root / "__init__.py").exists()
+    parser = build_parser()
+    argv = with_preset(parser, ["encode", "text", "D", "--preset", str(root / "minilm-movielens.yaml"),
+                                "--name", "mine", "--out", "O"])
+    args = parser.parse_args(argv)
+    assert args.template == "{title}. Genres: {class}" and args.name == "mine" and args.model == "all-MiniLM-L6-v2"
+    for preset in root.glob("*.yaml"):  # every shipped preset names only options its command has
+        kind = "captions" if "captions" in preset.name else "clip-text" if "text" in preset.name and "clip" in \
+            preset.name else "image" if "clip" in preset.name else "text"
+        extra = ["--images", "I", "--vlm", "V"] if kind == "captions" else ["--images", "I"] if kind == "image" else []
+        parser.parse_args(with_preset(parser, ["encode", kind, "D", "--preset", str(preset), "--out", "O", *extra]))
+        assert yaml.safe_load(preset.read_text())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modle: x\n")
+    assert main(["encode", "text", "D", "--preset", str(bad), "--out", "O"]) == 2
+    assert "unknown option(s) --modle" in capsys.readouterr().err
