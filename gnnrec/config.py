@@ -54,6 +54,7 @@ DEFAULTS: dict = {
         "device": None,
         "base_url": "http://localhost:8000/v1",  # openai backend
         "api_key_env": "OPENAI_API_KEY",  # name of the environment variable holding the key
+        "api_key": None,  # or the key itself (prefer the environment: configs get shared)
         "batch_size": 8,
         "max_new_tokens": 64,
         "temperature": 0.0,  # 0 = greedy, deterministic

@@ -103,9 +103,12 @@ def test_openai_backend_speaks_the_protocol_and_caches(server, tmp_path, monkeyp
     assert first["path"] == "/v1/chat/completions" and first["auth"] == "Bearer sk-test"
     assert first["body"]["model"] == "served-model" and first["body"]["max_tokens"] == 7
     assert first["body"]["temperature"] == 0.0 and first["body"]["messages"] == [{"role": "user", "content": "hi"}]
-    rerun = OpenAIChatLM("served-model", base_url=server.url, cache=cache, max_new_tokens=7, progress=False)
+    rerun = OpenAIChatLM("served-model", base_url=server.url, cache=cache, max_new_tokens=7, progress=False,
+                         api_key="sk-config")
     assert rerun.complete(["there", "hi"]) == ["echo: there", "echo: hi"]
     assert len(server.requests) == 2  # both answered from the cache
+    rerun.complete(["new"])
+    assert server.requests[-1]["auth"] == "Bearer sk-config"  # a key from the config wins over the environment
 
 
 def test_openai_backend_retries_transient_errors_and_stops_on_permanent_ones():

@@ -14,7 +14,7 @@ def build_llm(backend: str = "transformers", cache: str | None = None, **options
     if backend == "transformers":
         from gnnrec.llm.transformers_lm import TransformersLM as cls
 
-        unused = ("base_url", "api_key_env", "retries", "requests_per_minute", "timeout")
+        unused = ("base_url", "api_key_env", "api_key", "retries", "requests_per_minute", "timeout")
     elif backend == "openai":
         from gnnrec.llm.openai_chat import OpenAIChatLM as cls
 

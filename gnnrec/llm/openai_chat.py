@@ -2,7 +2,7 @@
 
 Plain HTTP with the standard library: ``POST {base_url}/chat/completions``. Transient failures (connection
 errors, HTTP 429 and 5xx) are retried with exponential back-off; ``requests_per_minute`` spaces requests.
-The key comes from the environment variable named by ``api_key_env`` (never from a file in the repo).
+The key is ``api_key`` when given, else the environment variable named by ``api_key_env``.
 Message contents may be lists of parts, e.g. ``{"type": "image_url", ...}`` for vision models.
 """
 from __future__ import annotations
@@ -43,11 +43,11 @@ class RateLimiter:
 
 class OpenAIChatLM(ChatLM):
     def __init__(self, model: str, base_url: str = "http://localhost:8000/v1", api_key_env: str = "OPENAI_API_KEY",
-                 retries: int = 5, backoff: float = 1.0, timeout: float = 120.0,
+                 api_key: str | None = None, retries: int = 5, backoff: float = 1.0, timeout: float = 120.0,
                  requests_per_minute: float | None = None, seed: int | None = 0, **kwargs):
         super().__init__(model=model, **kwargs)
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self.api_key = os.environ.get(api_key_env) if api_key_env else None
+        self.api_key = api_key or (os.environ.get(api_key_env) if api_key_env else None)
         self.retries, self.backoff, self.timeout, self.seed = retries, backoff, timeout, seed
         self.limiter = RateLimiter(requests_per_minute)
 
