@@ -89,21 +89,40 @@ ROWS = [  # (table name, run folder, config, overrides)
     ("LLMRec, no augmentation (title text only)", "llmrec_plain", CONFIG,
      [f"data.feature_dirs=[{FEATURES}]", "data.augment.edges=null"]),
     ("LLMRec, all augmentations", "llmrec_all", CONFIG, []),
+    ("LLMRec, all augmentations, pruning over the whole batch", "llmrec_all_batch_pruning", CONFIG,
+     ["model.prune_scope=batch"]),
 ]
+
+
+def finished_run(cfg: dict, folder: Path) -> dict | None:
+    """The metrics of an earlier run in ``folder`` trained with exactly this config's training sections."""
+    import yaml
+
+    if not (folder / "metrics.json").is_file():
+        return None
+    old = yaml.safe_load((folder / "config.yaml").read_text())
+    keys = ("seed", "data", "model", "optim", "train", "eval")
+    same = all(old.get(k) == cfg[k] for k in keys)
+    return json.loads((folder / "metrics.json").read_text()) if same else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-epochs", type=int, default=500)
-    parser.add_argument("--cpu-sample", type=int, default=64, help="prompts per step timed on this CPU (0: skip)")
+    parser.add_argument("--cpu-sample", type=int, default=64,
+                        help="prompts per step timed on this CPU (0: reuse the last run's timings)")
     args = parser.parse_args()
     reports = prepare()
-    cpu = cpu_sample(args.cpu_sample) if args.cpu_sample else {}
+    previous = ROOT / "benchmarks" / "results" / "llmrec.json"
+    if args.cpu_sample:
+        cpu = cpu_sample(args.cpu_sample)
+    else:  # keep the CPU sample of the last full run
+        cpu = json.loads(previous.read_text()).get("cpu_sample", {}) if previous.is_file() else {}
     rows = []
     for name, folder, config, overrides in ROWS:
         cfg = load_config(config, [*overrides, f"train.max_epochs={args.max_epochs}", f"output.dir={WORK}",
                                    f"output.name={folder}"])
-        m = train(cfg).metrics
+        m = finished_run(cfg, WORK / folder) or train(cfg).metrics
         rows.append({"run": name, "recall@20": m["test"]["recall@20"], "ndcg@20": m["test"]["ndcg@20"],
                      "valid_recall@20": m["valid"]["recall@20"], "best_epoch": m["best_epoch"],
                      "epochs": m["epochs_trained"], "seconds_per_epoch": m["seconds_per_epoch"]})
@@ -131,7 +150,7 @@ def main() -> None:
             "", "## The LLM steps", "",
             markdown_table(["step", "prompts", "usable", "unstructured", "empty", "malformed", "out of pool",
                             "out of catalogue", "same item", "prompts / s (device of the run)",
-                            f"prompts / s, this CPU ({args.cpu_sample} prompts)"], llm_rows), "",
+                            f"prompts / s, this CPU ({next(iter(cpu.values()))['prompts'] if cpu else 0} prompts)"], llm_rows), "",
             "Edges: ranks of the picked (liked, disliked) candidates in LightGCN's list, most common first: "
             + ", ".join(f"{k}: {v}" for k, v in reports["edges"]["picked_ranks_like_dislike"].items()) + ".", "",
             "Usable: edges = (user, liked, disliked) triples kept; attributes/profiles = answers with at least one "

@@ -108,8 +108,9 @@ def test_augmented_triples_join_every_batch_and_optionally_the_graph(small_synth
     plain = list(RecDataModule(data, batch_size=512).train_dataloader())
     assert [b.shape[1] - p.shape[1] for b, p in zip(batches, plain)] == [round(0.1 * p.shape[1]) for p in plain]
     for b, p in zip(batches, plain):
-        extra = b[:, p.shape[1]:].T.numpy()
-        assert torch.equal(b[:, : p.shape[1]], p)
+        assert b.shape[0] == 4 and b[3].tolist() == [0] * p.shape[1] + [1] * (b.shape[1] - p.shape[1])
+        extra = b[:3, p.shape[1]:].T.numpy()
+        assert torch.equal(b[:3, : p.shape[1]], p)
         assert len({tuple(r) for r in extra}) == len(extra)  # distinct triples
         assert {tuple(r) for r in extra} <= {tuple(r) for r in triples}
     assert (data.graph != data.train).nnz == 0  # graph untouched unless asked

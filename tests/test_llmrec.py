@@ -10,7 +10,7 @@ from gnnrec.config import load_config
 from gnnrec.data import make_synthetic
 from gnnrec.eval import FullRankingEvaluator
 from gnnrec.models import LLMRec
-from gnnrec.models.denoise import keep_smallest, mask_rows, scaled_cosine_error
+from gnnrec.models.denoise import keep_smallest, mask_rows, prune_noisy, scaled_cosine_error
 from gnnrec.train import dataset_from_config, model_from_config, train
 from tests.test_training import SMALL
 
@@ -26,6 +26,17 @@ def test_pruning_drops_the_largest_losses():
     grad = torch.tensor([1.0, 3.0, 2.0], requires_grad=True)
     keep_smallest(grad, 0.67).backward()  # keeps 2: the gradient reaches only the kept ones
     assert grad.grad.tolist() == [0.5, 0.0, 0.5]
+
+
+def test_pruning_scope_augmented_spares_real_interactions():
+    losses = torch.tensor([5.0, 1.0, 0.2, 4.0, 0.4, 0.6])
+    augmented = torch.tensor([False, False, True, True, True, True])
+    # augmented losses 0.2, 4.0, 0.4, 0.6: keep floor(0.75 * 4) = 3 smallest (0.2, 0.4, 0.6); real 5.0, 1.0 all count
+    assert prune_noisy(losses, augmented, 0.75, "augmented").item() == pytest.approx((5 + 1 + 0.2 + 0.4 + 0.6) / 5)
+    assert prune_noisy(losses, None, 0.75, "augmented").item() == pytest.approx(losses.mean().item())
+    assert prune_noisy(losses, augmented, 0.5, "batch").item() == pytest.approx((0.2 + 0.4 + 0.6) / 3)
+    with pytest.raises(ValueError, match="prune_scope"):
+        prune_noisy(losses, augmented, 0.5, "edges")
 
 
 def test_masking_picks_the_right_number_of_distinct_rows():

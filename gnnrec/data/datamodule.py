@@ -5,7 +5,8 @@ and epoch) and takes its slice of each global batch, so DDP sees the same global
 gradient steps, as one process; evaluation users are split across ranks without padding duplicates.
 
 With LLM-augmented triples on the dataset, ``augment_rate`` x batch size of them (distinct, drawn afresh
-per batch) are appended to every batch, so any model trains on them (LLMRec's batch augmentation).
+per batch) are appended to every batch, so any model trains on them (LLMRec's batch augmentation); such
+batches carry a fourth row, 1 for the augmented triples, which LLMRec's noisy-edge pruning reads.
 """
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ class RecDataModule(L.LightningDataModule):
             pick = rng.choice(len(self.augmented), size=m, replace=False)  # same draw on every rank
             part = m // world
             extra = torch.from_numpy(self.augmented[pick[rank * part : (rank + 1) * part]].T.copy())
-            out.append(torch.cat([batch, extra], dim=1))
+            flags = torch.cat([torch.zeros(batch.shape[1], dtype=batch.dtype), torch.ones(extra.shape[1], dtype=batch.dtype)])
+            out.append(torch.cat([torch.cat([batch, extra], dim=1), flags[None]]))
         return out
 
     def user_batches(self, split: str) -> DataLoader:

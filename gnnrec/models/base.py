@@ -67,7 +67,9 @@ class Recommender(L.LightningModule):
         return bpr + self.reg_loss(users, pos, neg), {"bpr": bpr}
 
     def training_step(self, batch, batch_idx):
-        users, pos, neg = batch
+        users, pos, neg = batch[0], batch[1], batch[2]
+        # which triples are LLM-augmented (a fourth row, when the DataModule appends some); None otherwise
+        self.augmented_in_batch = batch[3].bool() if len(batch) > 3 else None
         loss, parts = self.loss(users, pos, neg)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(users),
                  sync_dist=True)

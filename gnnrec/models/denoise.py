@@ -15,6 +15,20 @@ def keep_smallest(losses: torch.Tensor, keep_share: float) -> torch.Tensor:
     return torch.topk(losses, k, largest=False, sorted=False).values.mean()
 
 
+def prune_noisy(losses: torch.Tensor, augmented: torch.Tensor | None, keep_share: float, scope: str) -> torch.Tensor:
+    """Mean BPR loss after noisy-edge pruning. ``scope`` "augmented": the largest-loss share is dropped among the
+    LLM-augmented triples only (real interactions all count); "batch": among all triples of the batch."""
+    if scope == "batch":
+        return keep_smallest(losses, keep_share)
+    if scope != "augmented":
+        raise ValueError(f"prune_scope must be 'augmented' or 'batch', got '{scope}'")
+    if augmented is None or not augmented.any():
+        return losses.mean()
+    real, aug = losses[~augmented], losses[augmented]
+    kept = max(1, int(keep_share * len(aug)))
+    return (real.sum() + keep_smallest(aug, keep_share) * kept) / (len(real) + kept)
+
+
 def mask_rows(n: int, share: float, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """Ids of ``round(share x n)`` distinct rows chosen uniformly (at least one when ``share > 0``)."""
     if share <= 0:
