@@ -205,21 +205,35 @@ def encode_inputs(args, template: str | None) -> tuple[list[str], list[str], str
 
 
 def encode_to_store(args, manifest: dict, run) -> None:
-    """Skip when the store already holds this exact encoding; else time ``run() -> (features, notes)`` and save."""
+    """Skip when the store already holds this exact encoding; else time ``run(resume) -> (features, notes)`` and
+    save. ``resume(encode_range)`` computes the rows in chunks saved as they finish, so a rerun of an interrupted
+    encode continues where it stopped."""
+    import shutil
     import time
 
-    from gnnrec.encoders.store import is_current, save
+    from gnnrec.encoders.store import chunk_folder, encode_resumably, is_current, save
 
     if is_current(args.out, args.name, manifest) and not args.force:
         print(f"{args.name}: already encoded in {args.out} with the same model, template and inputs (use --force)")
         return
+    work, n, resumed = chunk_folder(args.out, args.name, manifest), manifest["items"], [0]
+    if args.force and work.exists():
+        shutil.rmtree(work)
+
+    def resume(encode_range):
+        rows, resumed[0] = encode_resumably(work, n, encode_range)
+        if resumed[0]:
+            print(f"resumed: {resumed[0]} of {n} rows were encoded by an interrupted run")
+        return rows
+
     start = time.perf_counter()
-    features, notes = run()
+    features, notes = run(resume)
     seconds = time.perf_counter() - start
-    n = manifest["items"]
-    manifest.update(seconds=round(seconds, 2), items_per_second=round(n / seconds, 1), **notes)
+    done = n - resumed[0]
+    manifest.update(seconds=round(seconds, 2), items_per_second=round(done / seconds, 1), **notes)
     path = save(args.out, args.name, features, manifest)
-    print(f"encoded {n} items in {seconds:.1f} s ({n / seconds:.0f} items/s), {features.shape[1]}-d -> {path}")
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"encoded {done} items in {seconds:.1f} s ({done / seconds:.0f} items/s), {features.shape[1]}-d -> {path}")
 
 
 def cmd_encode_text(args) -> None:
@@ -232,7 +246,13 @@ def cmd_encode_text(args) -> None:
                 "inputs_sha256": inputs_checksum(texts), "normalized": True}
     if args.items:
         manifest["item_ids"] = f"ascending ids {ids[0]}..{ids[-1]} of {args.items}"
-    encode_to_store(args, manifest, lambda: (encode_texts(texts, args.model, args.batch_size, args.device), {}))
+    def run(resume):
+        from gnnrec.encoders.text import load_sentence_model
+
+        model = load_sentence_model(args.model, args.device)
+        return resume(lambda a, b: encode_texts(texts[a:b], model, args.batch_size, progress=True)), {}
+
+    encode_to_store(args, manifest, run)
 
 
 def clip_manifest(args, **extra) -> dict:
@@ -248,27 +268,28 @@ def cmd_encode_clip_text(args) -> None:
 
     texts, _, source, template = encode_inputs(args, args.template)
 
-    def run():
+    def run(resume):
         device = args.device or "cpu"
         model, _, tokenizer = load_clip(args.model, args.pretrained, args.model_config, device)
-        return encode_clip_texts(texts, model, tokenizer, args.batch_size, device), {}
+        return resume(lambda a, b: encode_clip_texts(texts[a:b], model, tokenizer, args.batch_size, device)), {}
 
     encode_to_store(args, clip_manifest(args, template=template, source=source, items=len(texts),
                                         inputs_sha256=inputs_checksum(texts)), run)
 
 
 def cmd_encode_image(args) -> None:
-    from gnnrec.encoders.image import encode_images, image_paths, load_clip
+    from gnnrec.encoders.image import fill_problem_rows, image_paths, image_rows, load_clip
     from gnnrec.encoders.store import inputs_checksum
 
     _, ids, source, _ = encode_inputs(args, None)
     paths = image_paths(args.images, ids)
     stamp = [f"{p.name}:{p.stat().st_size}" if p else "-" for p in paths]
 
-    def run():
+    def run(resume):
         device = args.device or "cpu"
         model, preprocess, _ = load_clip(args.model, args.pretrained, args.model_config, device)
-        features, problems = encode_images(paths, model, preprocess, args.batch_size, device)
+        rows = resume(lambda a, b: image_rows(paths[a:b], model, preprocess, args.batch_size, device))
+        features, problems = fill_problem_rows(rows, paths)
         for row, problem in list(problems.items())[:20]:
             print(f"  item {ids[row]}: image {problem}, filled with the mean embedding")
         return features, {"filled_with_mean": {ids[r]: p for r, p in problems.items()}}
@@ -294,7 +315,7 @@ def cmd_encode_captions(args) -> None:
         else (args.prompt or None)
     cache = args.cache or str(Path(args.out) / f"{args.name}_captions.jsonl")
 
-    def run():
+    def run(resume):  # captions resume from their answer cache instead
         from gnnrec.encoders.captions import DEFAULT_PROMPT
 
         options = {"cache": cache, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}

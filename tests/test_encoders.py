@@ -98,3 +98,27 @@ def test_encoder_presets_fill_options_and_the_command_line_wins(tmp_path, capsys
     bad.write_text("modle: x\n")
     assert main(["encode", "text", "D", "--preset", str(bad), "--out", "O"]) == 2
     assert "unknown option(s) --modle" in capsys.readouterr().err
+
+
+def test_an_interrupted_encode_resumes_at_the_first_missing_chunk(tmp_path):
+    import numpy as np
+
+    from gnnrec.encoders.store import chunk_folder, encode_resumably
+
+    calls = []
+
+    def encode(start, stop, fail_at=None):
+        calls.append(start)
+        if start == fail_at:
+            raise KeyboardInterrupt
+        return np.arange(start, stop, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+
+    work = chunk_folder(tmp_path, "text", {"model": "m", "template": "t", "inputs_sha256": "x", "items": 7})
+    with pytest.raises(KeyboardInterrupt):
+        encode_resumably(work, 7, lambda a, b: encode(a, b, fail_at=4), chunk=2)
+    assert calls == [0, 2, 4] and sorted(p.name for p in work.iterdir()) == ["0000000000.npy", "0000000002.npy"]
+    calls.clear()
+    rows, resumed = encode_resumably(work, 7, encode, chunk=2)
+    assert calls == [4, 6] and resumed == 4 and rows[:, 0].tolist() == list(range(7))
+    other = chunk_folder(tmp_path, "text", {"model": "m", "template": "t", "inputs_sha256": "y", "items": 7})
+    assert other != work  # changed inputs never reuse chunks

@@ -71,33 +71,40 @@ def read_image(path: Path | None):
         return None, f"unreadable ({type(exc).__name__})"
 
 
-def encode_images(paths: list[Path | None], model, preprocess, batch_size: int = 64, device: str = "cpu",
-                  progress: bool = True) -> tuple[np.ndarray, dict[int, str]]:
-    """L2-normalised image embeddings, one row per path, and ``{row: problem}`` for the mean-filled rows."""
+def image_rows(paths: list[Path | None], model, preprocess, batch_size: int = 64, device: str = "cpu",
+               progress: bool = True) -> np.ndarray:
+    """L2-normalised image embeddings, one row per path; NaN rows where the image is missing or unreadable."""
     import torch
 
-    rows: list[np.ndarray | None] = [None] * len(paths)
-    problems: dict[int, str] = {}
+    out = np.full((len(paths), model.visual.output_dim), np.nan, dtype=np.float32)
     for start in tqdm(range(0, len(paths), batch_size), desc="images", disable=not progress, unit="batch"):
         idx, tensors = [], []
         for i in range(start, min(start + batch_size, len(paths))):
             img, problem = read_image(paths[i])
-            if problem:
-                problems[i] = problem
-            else:
+            if not problem:
                 idx.append(i)
                 tensors.append(preprocess(img))
-        if not tensors:
-            continue
-        with torch.no_grad():
-            emb = model.encode_image(torch.stack(tensors).to(device), normalize=True).float().cpu().numpy()
-        for i, e in zip(idx, emb):
-            rows[i] = e
+        if tensors:
+            with torch.no_grad():
+                out[idx] = model.encode_image(torch.stack(tensors).to(device), normalize=True).float().cpu().numpy()
+    return out
+
+
+def fill_problem_rows(rows: np.ndarray, paths: list[Path | None]) -> tuple[np.ndarray, dict[int, str]]:
+    """NaN rows (missing or unreadable images) -> the mean of the others, with ``{row: problem}``, logged."""
+    bad = np.flatnonzero(np.isnan(rows).any(axis=1))
+    problems = {int(i): read_image(paths[i])[1] or "unreadable" for i in bad}
     if problems:
         first = ", ".join(f"row {i}: {p}" for i, p in list(problems.items())[:5])
         log.warning("%d of %d images missing or unreadable, filled with the mean embedding (%s%s)", len(problems),
                     len(paths), first, "..." if len(problems) > 5 else "")
-    return fill_missing(rows), problems
+    return fill_missing([None if i in problems else r for i, r in enumerate(rows)]), problems
+
+
+def encode_images(paths: list[Path | None], model, preprocess, batch_size: int = 64, device: str = "cpu",
+                  progress: bool = True) -> tuple[np.ndarray, dict[int, str]]:
+    """L2-normalised image embeddings, one row per path, and ``{row: problem}`` for the mean-filled rows."""
+    return fill_problem_rows(image_rows(paths, model, preprocess, batch_size, device, progress), paths)
 
 
 def encode_clip_texts(texts: list[str], model, tokenizer, batch_size: int = 256, device: str = "cpu",

@@ -32,6 +32,32 @@ def fill_missing(rows: list[np.ndarray | None]) -> np.ndarray:
     return np.stack([mean if r is None else r for r in rows]).astype(np.float32)
 
 
+def chunk_folder(folder: Path, name: str, manifest: dict) -> Path:
+    """Where the finished chunks of an encode in progress live, keyed by what is being encoded."""
+    key = json.dumps({k: manifest.get(k) for k in ("model", "template", "inputs_sha256", "items")}, sort_keys=True)
+    return Path(folder) / f".{name}_chunks_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def encode_resumably(work: Path, n: int, encode_range, chunk: int = 2048) -> tuple[np.ndarray, int]:
+    """Rows ``[0, n)`` from ``encode_range(start, stop)``, computed ``chunk`` rows at a time; each finished chunk is
+    saved in ``work`` at once, so an interrupted encode resumes at the first missing chunk. Returns the rows and
+    how many came from an earlier run."""
+    work.mkdir(parents=True, exist_ok=True)
+    parts, resumed = [], 0
+    for start in range(0, n, chunk):
+        file = work / f"{start:010d}.npy"
+        if file.is_file():
+            part = np.load(file)
+            resumed += len(part)
+        else:
+            part = np.asarray(encode_range(start, min(start + chunk, n)), dtype=np.float32)
+            tmp = work / f"{start:010d}.tmp.npy"
+            np.save(tmp, part)
+            tmp.replace(file)  # a chunk file is complete or absent
+        parts.append(part)
+    return np.concatenate(parts), resumed
+
+
 def paths(folder: Path, name: str) -> tuple[Path, Path]:
     folder = Path(folder)
     return folder / f"{name}_feat.npy", folder / f"{name}_feat.json"

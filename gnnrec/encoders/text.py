@@ -54,9 +54,10 @@ def load_sentence_model(model: str, device: str | None = None):
     return SentenceTransformer(path, device=device)
 
 
-def encode_texts(texts: list[str], model: str = "all-MiniLM-L6-v2", batch_size: int = 64,
+def encode_texts(texts: list[str], model="all-MiniLM-L6-v2", batch_size: int = 64,
                  device: str | None = None, progress: bool = True, normalize: bool = True) -> np.ndarray:
-    encoder = load_sentence_model(model, device)
+    """Embeddings of ``texts``; ``model`` is a name or folder, or an already loaded SentenceTransformer."""
+    encoder = load_sentence_model(model, device) if isinstance(model, str) else model
     out = encoder.encode(texts, batch_size=batch_size, show_progress_bar=progress, convert_to_numpy=True,
                          normalize_embeddings=normalize)
     return np.asarray(out, dtype=np.float32)
