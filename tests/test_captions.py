@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 pytest.importorskip("sentence_transformers")
@@ -41,6 +42,7 @@ def tiny_vlm(tmp_path_factory):
                                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128),
         image_token_index=WORDS.index("<image>"), vision_feature_layer=-1, vision_feature_select_strategy="default")
     folder = tmp_path_factory.mktemp("tiny-llava")
+    torch.manual_seed(0)  # random weights, but the same ones whatever ran before
     LlavaForConditionalGeneration(config).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
