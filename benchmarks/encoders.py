@@ -27,10 +27,22 @@ SHARED = ROOT.parent / "shared" / "datasets"
 WORK = ROOT / "benchmarks" / "_work"
 
 
+def portable(manifest: dict) -> dict:
+    """The manifest with this machine's paths made relative (data to ``..``, installed models to site-packages)."""
+    def fix(value):
+        if not isinstance(value, str):
+            return value
+        value = value.replace(str(ROOT.parent) + "/", "../")
+        marker = "site-packages/"
+        return "<site-packages>/" + value.split(marker, 1)[1] if marker in value else value
+
+    return {k: fix(v) for k, v in manifest.items()}
+
+
 def encode(args: list[str], store: Path, name: str) -> dict:
     subprocess.run([sys.executable, "-m", "gnnrec", "encode", "text", *args, "--out", str(store), "--name", name,
                     "--force"], check=True)
-    return json.loads((store / f"{name}_feat.json").read_text())
+    return portable(json.loads((store / f"{name}_feat.json").read_text()))
 
 
 def main() -> None:

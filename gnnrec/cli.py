@@ -410,8 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("encode", help="precompute item features offline with modality encoders")
     enc_sub = p.add_subparsers(dest="encode_command", required=True)
-    def encode_args(q, name: str, template: bool = True) -> None:
+    def encode_args(q, name: str, template: bool = True, images: bool = False) -> None:
         q.add_argument("data", nargs="?", help="dataset folder whose item metadata fills the template")
+        if images:
+            q.add_argument("--images", required=True, help="folder of item images named by item id (e.g. covers/)")
+            q.add_argument("--id-field", default="item_id", help="item metadata column with the ids images are named by")
         q.add_argument("--items", help="an 'id,text' table instead of a dataset (e.g. MicroLens-100k_title_en.csv)")
         if template:
             q.add_argument("--template", default="{title}", help="e.g. '{title}. Genres: {class}'")
@@ -439,19 +442,15 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Embed each item's image (<id>.jpg/.png/... in --images, ids from the "
                                        "dataset's --id-field or an --items table) with open_clip. Missing or "
                                        "unreadable images are listed and filled with the mean embedding.")
-    encode_args(q, "image", template=False)
+    encode_args(q, "image", template=False, images=True)
     clip_args(q)
-    q.add_argument("--images", required=True, help="folder of item images named by item id (e.g. MicroLens covers/)")
-    q.add_argument("--id-field", default="item_id", help="item metadata column with the ids images are named by")
     q.set_defaults(func=cmd_encode_image)
     q = enc_sub.add_parser("captions", help="MLLM captions of item images, embedded as a text modality",
                            description="Describe each item image with a vision-language model (a transformers "
                                        "image-text-to-text model, or an OpenAI-compatible endpoint), cache the "
                                        "answers (JSONL, so a rerun resumes), write <name>_captions.csv and embed "
                                        "the captions with the text encoder into <name>_feat.npy.")
-    encode_args(q, "captions", template=False)
-    q.add_argument("--images", required=True, help="folder of item images named by item id")
-    q.add_argument("--id-field", default="item_id", help="item metadata column with the ids images are named by")
+    encode_args(q, "captions", template=False, images=True)
     q.add_argument("--backend", choices=["transformers", "openai"], default="transformers")
     q.add_argument("--vlm", required=True, help="vision-language model: hub name or local folder (transformers), "
                                                 "or the served model name (openai)")
