@@ -98,6 +98,7 @@ def run_texts(cfg: dict, dataset, kind: str) -> dict:
         prompts = profile_prompts(template, dataset.train, names, fields, acfg["history"], acfg["seed"])
     lm = language_model(cfg, kind, out)
     texts, report = ask_fields(lm, prompts, fields, desc=f"augment {kind}")
+    out.mkdir(parents=True, exist_ok=True)
     with open(out / f"{kind}.csv", "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows([["id", "text"], *([i, t or ""] for i, t in enumerate(texts))])
     write_report(out, kind, report, lm)  # the answers are safe before the (separate) embedding step
