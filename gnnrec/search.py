@@ -1,18 +1,26 @@
 """Hyper-parameter search over a config's ``search.grid``: every combination (or ``search.random`` sampled
-ones) is trained as its own run; the best is chosen on validation Recall@20 only, never on test."""
+ones) is trained as its own run; the best is chosen on validation Recall@20 only, never on test.
+
+A search resumes: run again with the same ``output.name``, finished runs are read back from their
+``metrics.json`` (their saved config must match) and an interrupted one is trained again."""
 from __future__ import annotations
 
 import itertools
 import json
+import logging
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from gnnrec.config import check_open_sections, merge
 from gnnrec.errors import ConfigError
 from gnnrec.report import markdown_table
 from gnnrec.train import train
+
+log = logging.getLogger(__name__)
 
 
 def combinations(grid: dict[str, list], random: int | None, seed: int) -> list[dict]:
@@ -38,6 +46,17 @@ def apply(cfg: dict, combo: dict) -> dict:
     return out
 
 
+def finished_metrics(run_dir: Path, run_cfg: dict) -> dict | None:
+    """Metrics of a finished run of exactly this config in ``run_dir``; None if it has not finished."""
+    metrics, saved = run_dir / "metrics.json", run_dir / "config.yaml"
+    if not metrics.exists():
+        return None
+    if not saved.exists() or yaml.safe_load(saved.read_text(encoding="utf-8")) != run_cfg:
+        raise ConfigError(f"{run_dir} holds a finished run of a different config: this search's grid or base "
+                          "config changed since; give it another output.name")
+    return json.loads(metrics.read_text(encoding="utf-8"))
+
+
 def search(cfg: dict) -> dict:
     """Runs every combination; returns {"rows": [...], "best": row, "folder": path}. Writes results.md/json."""
     scfg = cfg["search"]
@@ -52,7 +71,16 @@ def search(cfg: dict) -> dict:
         run_cfg = apply(cfg, combo)
         check_open_sections(run_cfg)
         run_cfg["output"] = {"dir": str(folder), "name": f"run{i:03d}"}
-        m = train(run_cfg).metrics
+        run_dir = folder / f"run{i:03d}"
+        m = finished_metrics(run_dir, run_cfg)
+        if m is not None:
+            log.info("search run %d/%d %s: finished earlier, read back", i + 1, len(combos), combo)
+        else:
+            if run_dir.exists():
+                log.info("search run %d/%d: %s was interrupted; training it again", i + 1, len(combos), run_dir)
+                shutil.rmtree(run_dir)
+            log.info("search run %d/%d %s", i + 1, len(combos), combo)
+            m = train(run_cfg).metrics
         rows.append({"params": combo, "valid_recall@20": m["valid"]["recall@20"],
                      "test_recall@20": m["test"]["recall@20"], "test_ndcg@20": m["test"]["ndcg@20"],
                      "best_epoch": m["best_epoch"], "run": f"run{i:03d}"})

@@ -31,3 +31,22 @@ def test_search_selects_on_validation_and_writes_one_table(tmp_path, capsys):
     assert "selected on validation" in capsys.readouterr().out
     (tmp_path / "bad.yaml").write_text("search:\n  grid:\n    model.depth: [1, 2]\n")
     assert main(["search", str(tmp_path / "bad.yaml"), *SMALL, f"output.dir={tmp_path}"]) == 2
+
+
+def test_search_resumes_reading_finished_runs_back(tmp_path, monkeypatch):
+    import gnnrec.search
+
+    args = ["search", str(tmp_path / "c.yaml"), *SMALL, f"output.dir={tmp_path}", "output.name=s",
+            "train.max_epochs=2"]
+    (tmp_path / "c.yaml").write_text("model:\n  name: mf\nsearch:\n  grid:\n    optim.lr: [1e-4, 5e-2]\n")
+    assert main(args) == 0
+    first = json.loads((tmp_path / "s" / "results.json").read_text())
+    (tmp_path / "s" / "run001" / "metrics.json").unlink()  # as if interrupted during run001
+    trained = []
+    real_train = gnnrec.search.train
+    monkeypatch.setattr(gnnrec.search, "train", lambda cfg: trained.append(cfg["output"]["name"]) or real_train(cfg))
+    assert main(args) == 0
+    assert trained == ["run001"]  # run000 read back, run001 trained again in the same folder
+    again = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert again["rows"][0] == first["rows"][0] and not (tmp_path / "s" / "run001-1").exists()
+    assert main([*args, "search.grid.optim.lr=[1e-3]"]) == 2  # a changed config never reuses those runs
