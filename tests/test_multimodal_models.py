@@ -36,6 +36,25 @@ def test_freedom_prunes_each_epoch_and_evaluates_on_the_full_graph(small_synthet
     assert full.matrix._nnz() == 2 * small_synthetic.train.nnz
 
 
+def test_freedom_feature_loss_projects_batch_rows_with_full_table_gradients(small_synthetic):
+    model = FREEDOM(small_synthetic, embedding_dim=8, reg_weight=0.5)
+    users, pos, neg = torch.tensor([0, 1, 2, 1]), torch.tensor([3, 4, 3, 5]), torch.tensor([6, 7, 8, 6])
+    loss, parts = model.loss(users, pos, neg)
+    loss.backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    user_emb, item_emb = model()
+    feats = model.modalities()  # every item projected, as MMRec does
+    reference = model.bpr_loss(users, pos, neg, user_emb, item_emb) + 0.5 * sum(
+        model.bpr_loss(users, pos, neg, user_emb, f) for f in feats.values())
+    reference.backward()
+    assert torch.allclose(loss, reference)
+    for name, param in model.named_parameters():
+        assert torch.allclose(got[name], param.grad, atol=1e-6), name
+    model.hparams.reg_weight = 0.0
+    assert set(model.loss(users, pos, neg)[1]) == {"bpr"}
+
+
 def test_any_number_of_modalities_with_any_names():
     data = make_synthetic(n_users=150, n_items=100, modalities={"audio": 8, "image": 12, "caption": 16}, seed=3)
     model = build_model(data, "freedom", embedding_dim=8, modality_weights={"audio": 0.2, "image": 0.3, "caption": 0.5})

@@ -52,5 +52,10 @@ class FREEDOM(Recommender):
         adj = self._train_adj if self._train_adj is not None else self._full_adj
         user_emb, item_emb = self(adj)
         bpr = self.bpr_loss(users, pos, neg, user_emb, item_emb)
-        feature_bpr = sum(self.bpr_loss(users, pos, neg, user_emb, f) for f in self.modalities().values())
+        if not self.hparams.reg_weight:  # the feature losses would add nothing, gradients included
+            return bpr, {"bpr": bpr}
+        # only the batch's rows are projected: the same gradients as projecting every item, at batch cost
+        batch = torch.arange(len(pos), device=pos.device)
+        feats = self.modalities(torch.cat([pos, neg]))
+        feature_bpr = sum(self.bpr_loss(users, batch, batch + len(pos), user_emb, f) for f in feats.values())
         return bpr + self.hparams.reg_weight * feature_bpr, {"bpr": bpr, "feature_bpr": feature_bpr}
