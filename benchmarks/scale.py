@@ -133,7 +133,7 @@ def main() -> None:
             "", "## One FREEDOM epoch at Amazon-Elec size", "",
             f"{f['users']:,} users x {f['items']:,} items, {f['interactions']:,} training interactions (random, "
             "Zipf-like popularity), 4096-d image and 384-d text features; FREEDOM defaults (k = 10, two user-item "
-            "layers, one item-graph layer, pruning p = 0.8, batch 2048).", "",
+            "layers, one item-graph layer, pruning p = 0.8, reg_weight 0, batch 2048).", "",
             f"- frozen item graph (both modalities): {f['graph_seconds']:.0f} s, {f['graph_extra_mb']:.0f} MB extra",
             f"- one epoch ({f['batches']} batches, pruning and sampling included): {f['epoch_seconds']:.0f} s, "
             f"{f['epoch_extra_mb']:.0f} MB extra",
