@@ -38,8 +38,9 @@ def cmd_search(args) -> None:
     result = search(load_config(args.config, overrides))
     print(f"\nsearch folder: {result['folder']}\n{result['table']}")
     best = result["best"]
-    print(f"selected on validation Recall@20: {best['run']} {best['params']} -> test Recall@20 "
-          f"{best['test_recall@20']:.4f}, NDCG@20 {best['test_ndcg@20']:.4f}")
+    which = f"{best['run']} {best['params']}" if "run" in best else f"{best['params']}, mean of seeds {best['seeds']}"
+    print(f"selected on {result['selected_on'].replace('valid/recall@20', 'validation Recall@20')}: {which} -> "
+          f"test Recall@20 {best['test_recall@20']:.4f}, NDCG@20 {best['test_ndcg@20']:.4f}")
 
 
 def cmd_evaluate(args) -> None:

@@ -1,6 +1,10 @@
 """Hyper-parameter search over a config's ``search.grid``: every combination (or ``search.random`` sampled
 ones) is trained as its own run; the best is chosen on validation Recall@20 only, never on test.
 
+With a top-level ``seed`` in the grid, runs that differ only in their seed form one setting: the setting
+with the best *mean* validation Recall@20 is selected (picking a lucky seed would be selection on noise),
+and its test metrics are reported as mean and spread over its seeds.
+
 A search resumes: run again with the same ``output.name``, finished runs are read back from their
 ``metrics.json`` (their saved config must match) and an interrupted one is trained again."""
 from __future__ import annotations
@@ -84,14 +88,40 @@ def search(cfg: dict) -> dict:
         rows.append({"params": combo, "valid_recall@20": m["valid"]["recall@20"],
                      "test_recall@20": m["test"]["recall@20"], "test_ndcg@20": m["test"]["ndcg@20"],
                      "best_epoch": m["best_epoch"], "run": f"run{i:03d}"})
-    best = max(rows, key=lambda r: r["valid_recall@20"])  # first of equals: strict improvement
-    result = {"model": cfg["model"]["name"], "selected_on": "valid/recall@20", "best": best, "rows": rows}
+    seeded = "seed" in scfg["grid"]
+    settings = over_seeds(rows) if seeded else None
+    best = max(settings or rows, key=lambda r: r["valid_recall@20"])  # first of equals: strict improvement
+    chosen = set(best["runs"]) if seeded else {best["run"]}
+    result = {"model": cfg["model"]["name"], "selected_on": "valid/recall@20" + (" (mean over seeds)" * seeded),
+              "best": best, "rows": rows, **({"settings": settings} if seeded else {})}
     (folder / "results.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     table = markdown_table(
         ["run", *scfg["grid"], "valid R@20", "test R@20", "test N@20", "best epoch", "selected"],
         [[r["run"], *(repr(v) for v in r["params"].values()), r["valid_recall@20"], r["test_recall@20"], r["test_ndcg@20"],
-          r["best_epoch"], "<-" if r is best else ""] for r in rows])
+          r["best_epoch"], "<-" if r["run"] in chosen else ""] for r in rows])
+    if seeded:
+        table += "\n\nMean over seeds (spread: sample standard deviation):\n\n" + markdown_table(
+            [*(k for k in scfg["grid"] if k != "seed"), "seeds", "valid R@20", "test R@20", "test R@20 spread",
+             "test N@20", "selected"],
+            [[*(repr(v) for v in s["params"].values()), len(s["runs"]), s["valid_recall@20"], s["test_recall@20"],
+              s["test_recall@20_std"], s["test_ndcg@20"], "<-" if s is best else ""] for s in settings])
     (folder / "results.md").write_text(f"# Search: {cfg['model']['name']}\n\nSelected on validation Recall@20 "
                                        f"only; test is reported, never used.\n\n{table}\n", encoding="utf-8")
     return {**result, "folder": str(folder), "table": table}
+
+
+def over_seeds(rows: list[dict]) -> list[dict]:
+    """Runs grouped by every grid value but ``seed``, in grid order, with their metrics' means over seeds."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        params = {k: v for k, v in r["params"].items() if k != "seed"}
+        groups.setdefault(repr(params), []).append(r)
+    settings = []
+    for members in groups.values():
+        mean = {m: float(np.mean([r[m] for r in members])) for m in ("valid_recall@20", "test_recall@20", "test_ndcg@20")}
+        std = float(np.std([r["test_recall@20"] for r in members], ddof=1)) if len(members) > 1 else 0.0
+        settings.append({"params": {k: v for k, v in members[0]["params"].items() if k != "seed"},
+                         "seeds": [r["params"]["seed"] for r in members], **mean, "test_recall@20_std": std,
+                         "runs": [r["run"] for r in members]})
+    return settings
 

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from gnnrec.eval import FullRankingEvaluator
 from gnnrec.models import build_model
 
 log = logging.getLogger(__name__)
+
+# Lightning's pytree helper trips torch's LeafSpec deprecation on every batch: noise users cannot act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
 
 RUN_DIR_ENV = "GNNREC_RUN_DIR"  # shared by DDP worker processes so that all ranks write to one folder
 

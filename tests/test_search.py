@@ -50,3 +50,35 @@ def test_search_resumes_reading_finished_runs_back(tmp_path, monkeypatch):
     again = json.loads((tmp_path / "s" / "results.json").read_text())
     assert again["rows"][0] == first["rows"][0] and not (tmp_path / "s" / "run001-1").exists()
     assert main([*args, "search.grid.optim.lr=[1e-3]"]) == 2  # a changed config never reuses those runs
+
+
+def test_search_over_seeds_selects_the_best_mean_setting():
+    from gnnrec.search import over_seeds
+
+    def row(i, lr, seed, valid, test):
+        return {"run": f"run{i:03d}", "params": {"optim.lr": lr, "seed": seed}, "valid_recall@20": valid,
+                "test_recall@20": test, "test_ndcg@20": test / 2, "best_epoch": 1}
+
+    # lr 0.1 holds the single best seed (0.30) but the lower mean: selection must not chase one lucky seed
+    rows = [row(0, 0.1, 1, 0.30, 0.20), row(1, 0.1, 2, 0.10, 0.10), row(2, 0.2, 1, 0.25, 0.22),
+            row(3, 0.2, 2, 0.24, 0.18)]
+    settings = over_seeds(rows)
+    assert [s["params"] for s in settings] == [{"optim.lr": 0.1}, {"optim.lr": 0.2}]
+    assert settings[1]["runs"] == ["run002", "run003"] and settings[1]["seeds"] == [1, 2]
+    assert settings[1]["valid_recall@20"] == pytest.approx(0.245)
+    assert settings[1]["test_recall@20"] == pytest.approx(0.20)
+    assert settings[1]["test_recall@20_std"] == pytest.approx(0.04 / 2 ** 0.5)
+
+
+def test_search_with_seed_in_grid_writes_the_mean_table(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("model:\n  name: mf\nsearch:\n  grid:\n    optim.lr: [1e-4, 5e-2]\n"
+                                     "    seed: [1, 2]\n")
+    assert main(["search", str(tmp_path / "c.yaml"), *SMALL, f"output.dir={tmp_path}", "output.name=s",
+                 "train.max_epochs=2"]) == 0
+    result = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert len(result["rows"]) == 4 and len(result["settings"]) == 2
+    assert result["best"] == max(result["settings"], key=lambda s: s["valid_recall@20"])
+    assert "mean over seeds" in result["selected_on"]
+    md = (tmp_path / "s" / "results.md").read_text()
+    assert "Mean over seeds" in md and md.count("<-") == 3  # the selected setting's two runs and its mean row
+    assert "mean of seeds [1, 2]" in capsys.readouterr().out
