@@ -74,7 +74,8 @@ def write_table() -> None:
             f"Overrides: `{' '.join(r['overrides']) or '-'}`. Machine: {r['machine']}. Peak memory is the GPU's",
             "allocated peak when trained on a GPU, else the process's peak RSS.", "",
             markdown_table(["model", "strict R@20", "strict N@20", "mmrec R@20", "mmrec N@20", "published",
-                            "best / trained epochs", "s / epoch", "peak MB"], rows), ""]
+                            "best / trained epochs", "s / epoch", "peak MB"], rows), "",
+            "FREEDOM's hyper-parameter searches and its TikTok target: [freedom_search.md](freedom_search.md).", ""]
     (ROOT / "benchmarks" / "multimodal.md").write_text("\n".join(text))
 
 
