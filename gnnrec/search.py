@@ -62,7 +62,8 @@ def finished_metrics(run_dir: Path, run_cfg: dict) -> dict | None:
 
 
 def search(cfg: dict) -> dict:
-    """Runs every combination; returns {"rows": [...], "best": row, "folder": path}. Writes results.md/json."""
+    """Runs every combination; returns {"rows": [...], "best": row (or setting, with seeds), "folder": path}.
+    Writes results.md/json."""
     scfg = cfg["search"]
     combos = combinations(scfg["grid"], scfg["random"], scfg["seed"])
     if not combos or not scfg["grid"]:
@@ -112,16 +113,14 @@ def search(cfg: dict) -> dict:
 
 def over_seeds(rows: list[dict]) -> list[dict]:
     """Runs grouped by every grid value but ``seed``, in grid order, with their metrics' means over seeds."""
-    groups: dict[str, list[dict]] = {}
+    groups: dict[str, tuple[dict, list[dict]]] = {}
     for r in rows:
         params = {k: v for k, v in r["params"].items() if k != "seed"}
-        groups.setdefault(repr(params), []).append(r)
+        groups.setdefault(repr(params), (params, []))[1].append(r)
     settings = []
-    for members in groups.values():
+    for params, members in groups.values():
         mean = {m: float(np.mean([r[m] for r in members])) for m in ("valid_recall@20", "test_recall@20", "test_ndcg@20")}
         std = float(np.std([r["test_recall@20"] for r in members], ddof=1)) if len(members) > 1 else 0.0
-        settings.append({"params": {k: v for k, v in members[0]["params"].items() if k != "seed"},
-                         "seeds": [r["params"]["seed"] for r in members], **mean, "test_recall@20_std": std,
-                         "runs": [r["run"] for r in members]})
+        settings.append({"params": params, "seeds": [r["params"]["seed"] for r in members], **mean,
+                         "test_recall@20_std": std, "runs": [r["run"] for r in members]})
     return settings
-
