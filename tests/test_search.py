@@ -68,6 +68,7 @@ def test_search_over_seeds_selects_the_best_mean_setting():
     assert settings[1]["valid_recall@20"] == pytest.approx(0.245)
     assert settings[1]["test_recall@20"] == pytest.approx(0.20)
     assert settings[1]["test_recall@20_std"] == pytest.approx(0.04 / 2 ** 0.5)
+    assert max(settings, key=lambda s: s["valid_recall@20"])["params"] == {"optim.lr": 0.2}
 
 
 def test_search_with_seed_in_grid_writes_the_mean_table(tmp_path, capsys):
