@@ -24,7 +24,8 @@ def cmd_train(args) -> None:
     m = result.metrics
     print(f"\nrun folder: {result.run_dir}")
     print(f"{m['model']} on {m['dataset']}, protocol {m['protocol']}, best epoch {m['best_epoch']} of "
-          f"{m['epochs_trained']}, {m['seconds_per_epoch']:.2f} s/epoch")
+          f"{m['epochs_trained']}, {m['seconds_per_epoch']:.2f} s per training epoch, "
+          f"{m['seconds_per_evaluation']:.2f} s per validation")
     print(metric_table({"valid": m["valid"], "test": m["test"]}))
 
 

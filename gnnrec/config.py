@@ -21,6 +21,7 @@ DEFAULTS: dict = {
         "valid_ratio": 0.1,  # share of train held out per user when a dataset has no valid split
         "drop_cold": True,
         "modalities": None,  # feature files to load; None = all
+        "feature_norm": "none",  # none | zscore (per dimension) | l2 (per row): scaling of every feature table
         "feature_dirs": [],  # extra folders of <name>_feat.npy (e.g. from `gnnrec encode`), one row per item
         "synthetic": {},  # arguments of gnnrec.data.make_synthetic
         # LLM-made (user, positive, negative) triples from `gnnrec augment edges`: `batch_rate` x batch size of

@@ -78,16 +78,33 @@ def loggers(run_dir: Path) -> list:
 
 
 class EpochTimer(L.Callback):
-    """Wall-clock seconds of the training part of each epoch (validation excluded)."""
+    """Wall-clock seconds of the training part of each epoch and of each validation pass, kept apart.
+
+    Lightning runs an epoch's validation before ``on_train_epoch_end``, so the training clock stops when
+    validation starts (or at the epoch's end when the epoch has no validation)."""
 
     def __init__(self):
-        self.seconds: list[float] = []
+        self.seconds: list[float] = []  # training only, one entry per epoch
+        self.eval_seconds: list[float] = []  # one entry per validation pass
+        self._start = self._eval_start = None
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._start = time.perf_counter()
 
+    def _stop_training_clock(self):
+        if self._start is not None:
+            self.seconds.append(time.perf_counter() - self._start)
+            self._start = None
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        self._stop_training_clock()
+        self._eval_start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self.eval_seconds.append(time.perf_counter() - self._eval_start)
+
     def on_train_epoch_end(self, trainer, pl_module):
-        self.seconds.append(time.perf_counter() - self._start)
+        self._stop_training_clock()
 
 
 def train(cfg: dict) -> RunResult:
@@ -132,7 +149,7 @@ def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
     best_epoch = torch.load(best, map_location="cpu", weights_only=False)["epoch"] + 1 if best else None
     metrics = run_metrics(cfg, dataset, strip_prefix(valid, "valid/"), strip_prefix(test, "test/"), best_epoch,
-                          trainer.current_epoch, sum(timer.seconds) / max(1, len(timer.seconds)), best)
+                          trainer.current_epoch, mean(timer.seconds), best, mean(timer.eval_seconds))
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)
     return RunResult(run_dir, metrics, trainer.is_global_zero)
@@ -155,14 +172,20 @@ def evaluate_only(cfg: dict, run_dir: Path, dataset, model) -> RunResult:
     return RunResult(run_dir, metrics)
 
 
-def run_metrics(cfg, dataset, valid, test, best_epoch, epochs, seconds_per_epoch, checkpoint) -> dict:
+def mean(values: list[float]) -> float:
+    return sum(values) / max(1, len(values))
+
+
+def run_metrics(cfg, dataset, valid, test, best_epoch, epochs, seconds_per_epoch, checkpoint,
+                seconds_per_evaluation: float = 0.0) -> dict:
     return {
         "dataset": dataset.name,
         "model": cfg["model"]["name"],
         "protocol": cfg["eval"]["protocol"],
         "best_epoch": best_epoch,
         "epochs_trained": epochs,
-        "seconds_per_epoch": seconds_per_epoch,
+        "seconds_per_epoch": seconds_per_epoch,  # training only, validation excluded
+        "seconds_per_evaluation": seconds_per_evaluation,  # one validation pass over all its users
         "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
         "valid": valid,
         "test": test,

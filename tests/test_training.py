@@ -135,3 +135,27 @@ def test_resume_from_last_checkpoint(tmp_path):
     assert resumed.metrics["epochs_trained"] == 4
     log = (resumed.run_dir / "logs" / "metrics.csv").read_text()
     assert "valid/recall@20" in log
+
+
+def test_epoch_timer_keeps_training_and_validation_time_apart(tmp_path):
+    """Validation runs before on_train_epoch_end: a slow validation must not show in the training seconds."""
+    import time
+
+    import lightning as L
+
+    from gnnrec.train import EpochTimer
+
+    class SlowValidation(L.Callback):
+        def on_validation_epoch_end(self, trainer, pl_module):
+            time.sleep(0.3)
+
+    cfg = small_config(tmp_path, "model.name=mf", "train.max_epochs=2")
+    timer = EpochTimer()
+    from gnnrec.train import dataset_from_config, datamodule_from_config, model_from_config
+    data = dataset_from_config(cfg)
+    trainer = L.Trainer(max_epochs=2, callbacks=[SlowValidation(), timer], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, num_sanity_val_steps=0, accelerator="cpu",
+                        reload_dataloaders_every_n_epochs=1, enable_model_summary=False)
+    trainer.fit(model_from_config(cfg, data), datamodule=datamodule_from_config(cfg, data))
+    assert len(timer.seconds) == len(timer.eval_seconds) == 2
+    assert max(timer.seconds) < 0.3 <= min(timer.eval_seconds)

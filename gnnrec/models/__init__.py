@@ -1,21 +1,23 @@
-"""Model registry: ``model.name`` in a config picks a class; the other ``model.*`` keys are its arguments."""
+"""Model registry: ``model.name`` in a config picks a class; the other ``model.*`` keys are its arguments.
+
+Classes are imported on first use, so reading a config or listing models does not import every model.
+"""
 from __future__ import annotations
 
+import importlib
 import inspect
 
 from gnnrec.errors import ConfigError
 from gnnrec.models.base import Recommender
-from gnnrec.models.bm3 import BM3
-from gnnrec.models.freedom import FREEDOM
-from gnnrec.models.gte import GTE
-from gnnrec.models.lattice import LATTICE
-from gnnrec.models.lightgcn import LightGCN
-from gnnrec.models.llmrec import LLMRec
-from gnnrec.models.mf import MF
-from gnnrec.models.vbpr import VBPR
 
-MODELS: dict[str, type[Recommender]] = {"mf": MF, "lightgcn": LightGCN, "gte": GTE, "vbpr": VBPR, "freedom": FREEDOM,
-                                      "lattice": LATTICE, "bm3": BM3, "llmrec": LLMRec}
+# name in configs -> "module:Class" under gnnrec.models
+MODELS: dict[str, str] = {
+    "mf": "mf:MF", "lightgcn": "lightgcn:LightGCN", "gte": "gte:GTE", "vbpr": "vbpr:VBPR",
+    "freedom": "freedom:FREEDOM", "lattice": "lattice:LATTICE", "bm3": "bm3:BM3", "llmrec": "llmrec:LLMRec",
+    "mgcn": "mgcn:MGCN", "lgmrec": "lgmrec:LGMRec", "dragon": "dragon:DRAGON", "smore": "smore:SMORE",
+    "damrs": "damrs:DAMRS", "diffmm": "diffmm:DiffMM",
+}
+CLASS_NAMES = {target.split(":")[1]: name for name, target in MODELS.items()}
 
 
 def model_params(cls) -> dict:
@@ -31,9 +33,13 @@ def model_params(cls) -> dict:
 
 
 def model_class(name: str) -> type[Recommender]:
-    if name not in MODELS:
+    target = MODELS.get(name)
+    if target is None:
         raise ConfigError(f"model.name must be one of {sorted(MODELS)}, got '{name}'")
-    return MODELS[name]
+    if isinstance(target, type):  # a class registered directly (plug-ins, tests)
+        return target
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(f"gnnrec.models.{module}"), cls)
 
 
 def build_model(dataset, name: str, **params) -> Recommender:
@@ -46,4 +52,11 @@ def build_model(dataset, name: str, **params) -> Recommender:
     return cls(dataset, **params)
 
 
-__all__ = ["MODELS", "Recommender", "MF", "LightGCN", "GTE", "VBPR", "FREEDOM", "LATTICE", "BM3", "LLMRec", "build_model", "model_class", "model_params"]
+def __getattr__(attr: str):
+    """``from gnnrec.models import FREEDOM`` imports that model's module on demand."""
+    if attr in CLASS_NAMES:
+        return model_class(CLASS_NAMES[attr])
+    raise AttributeError(f"module 'gnnrec.models' has no attribute '{attr}'")
+
+
+__all__ = ["MODELS", "Recommender", "build_model", "model_class", "model_params", *CLASS_NAMES]
