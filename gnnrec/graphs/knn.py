@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,14 @@ def cache_key(features: dict[str, np.ndarray], params: dict) -> str:
     return digest.hexdigest()[:24]
 
 
+def save_npz_atomic(path: Path, matrix: sp.spmatrix) -> None:
+    """Write a cached sparse matrix so that a process reading the cache never sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    sp.save_npz(tmp, matrix)
+    os.replace(tmp, path)
+
+
 def item_graph(features: dict[str, np.ndarray], k: int = 10, weights: dict[str, float] | None = None,
                binary: bool = True, include_self: bool = True, cache_dir: str | Path | None = None,
                row_block: int = 2048, col_block: int = 8192, progress: bool = False,
@@ -170,7 +179,6 @@ def item_graph(features: dict[str, np.ndarray], k: int = 10, weights: dict[str, 
     fused = fused.tocsr()
     fused.sort_indices()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sp.save_npz(path, fused)
+        save_npz_atomic(path, fused)
         log.info("item graph cached at %s", path)
     return fused
