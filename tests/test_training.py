@@ -88,7 +88,7 @@ def test_config_file_and_errors(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="unknown key.*model.depth"):
         load_config(None, ["model.depth=3"])
-    with pytest.raises(ConfigError, match="'optim.lr' must be a number"):
+    with pytest.raises(ConfigError, match="'optim.lr': input should be a valid number, got 'fast'"):
         load_config(None, ["optim.lr=fast"])
     with pytest.raises(ConfigError, match="data.synthetic.users"):
         load_config(None, ["data.synthetic.users=5"])
