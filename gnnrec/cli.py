@@ -559,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except GnnrecError as exc:
         print(f"gnnrec: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     return 0
 
 

@@ -23,3 +23,9 @@ class DataError(GnnrecError, ValueError):
 
 class ConfigError(GnnrecError, ValueError):
     """A configuration key or value is invalid; the message names the key."""
+
+
+class Interrupted(GnnrecError):
+    """The run was stopped by a signal (a scheduler's SIGTERM); the message says how to resume."""
+
+    exit_code = 143  # 128 + SIGTERM, what schedulers expect from a terminated job

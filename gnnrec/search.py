@@ -22,7 +22,7 @@ import yaml
 from gnnrec.config import merge, validate
 from gnnrec.errors import ConfigError
 from gnnrec.report import markdown_table
-from gnnrec.train import train
+from gnnrec.train import portable, train
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def finished_metrics(run_dir: Path, run_cfg: dict) -> dict | None:
     metrics, saved = run_dir / "metrics.json", run_dir / "config.yaml"
     if not metrics.exists():
         return None
-    if not saved.exists() or yaml.safe_load(saved.read_text(encoding="utf-8")) != run_cfg:
+    if not saved.exists() or yaml.safe_load(saved.read_text(encoding="utf-8")) != portable(run_cfg):
         raise ConfigError(f"{run_dir} holds a finished run of a different config: this search's grid or base "
                           "config changed since; give it another output.name")
     return json.loads(metrics.read_text(encoding="utf-8"))

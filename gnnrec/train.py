@@ -1,9 +1,11 @@
 """One training run: config -> dataset -> model -> Lightning Trainer -> run folder with config, metrics, checkpoint."""
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -13,10 +15,12 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from gnnrec.config import dump_config
 from gnnrec.data import load_dataset
 from gnnrec.data.datamodule import RecDataModule
+from gnnrec.errors import Interrupted
 from gnnrec.eval import FullRankingEvaluator
 from gnnrec.models import build_model
 
@@ -49,10 +53,23 @@ def datamodule_from_config(cfg: dict, dataset) -> RecDataModule:
                          augment_rate=cfg["data"]["augment"]["batch_rate"])
 
 
+def resumed_run_dir(cfg: dict) -> Path | None:
+    """The run folder a ``train.resume`` checkpoint belongs to (``<run>/checkpoints/x.ckpt``), if it is one."""
+    resume = cfg["train"]["resume"]
+    if not resume:
+        return None
+    run_dir = Path(resume).resolve().parent.parent
+    return run_dir if (run_dir / "config.yaml").is_file() and Path(resume).parent.name == "checkpoints" else None
+
+
 def make_run_dir(cfg: dict) -> tuple[Path, bool]:
-    """A new run folder, or the one the launching process made (DDP workers); True if made here."""
+    """A new run folder, the folder of the run being resumed, or the one the launching process made (DDP
+    workers); True if made (or taken over) here."""
     if os.environ.get(RUN_DIR_ENV):
         return Path(os.environ[RUN_DIR_ENV]), False
+    resumed = resumed_run_dir(cfg)
+    if resumed is not None:  # one run, one folder: the curve continues in the same metrics.csv and TensorBoard run
+        return resumed, True
     source = Path(str(cfg["data"]["source"])).name
     name = cfg["output"]["name"] or f"{cfg['model']['name']}-{source}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(cfg["output"]["dir"]) / name
@@ -64,14 +81,32 @@ def make_run_dir(cfg: dict) -> tuple[Path, bool]:
     return run_dir, True
 
 
+def portable(cfg: dict) -> dict:
+    """The config with its relative file paths made absolute, so the run folder works from any directory.
+    Moved data: give the new place as an override when re-opening the run (``data.source=...``)."""
+    cfg = copy.deepcopy(cfg)
+    data = cfg["data"]
+
+    def absolute(path):
+        return str(Path(path).resolve()) if path and str(path) != "synthetic" else path
+
+    data["source"] = absolute(data["source"])
+    data["feature_dirs"] = [absolute(p) for p in data["feature_dirs"]]
+    data["augment"]["edges"] = absolute(data["augment"]["edges"])
+    cfg["train"]["resume"] = absolute(cfg["train"]["resume"])
+    if cfg["model"].get("graph_cache_dir"):
+        cfg["model"]["graph_cache_dir"] = absolute(cfg["model"]["graph_cache_dir"])
+    return cfg
+
+
 def loggers(run_dir: Path) -> list:
-    out = [CSVLogger(run_dir, name="logs", version="")]
+    out = [CSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=1)]  # written every epoch
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
 
         import tensorboard  # noqa: F401
 
-        out.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
+        out.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version=""))  # logs/tensorboard/
     except ImportError:
         pass
     return out
@@ -108,13 +143,22 @@ class EpochTimer(L.Callback):
 
 
 def train(cfg: dict) -> RunResult:
-    """Train with early stopping on validation, then evaluate the best checkpoint on valid and test."""
+    """Train with early stopping on validation, then evaluate the best checkpoint on valid and test.
+
+    A SIGTERM (a scheduler pre-empting the job) during training saves the current state as ``last.ckpt`` and
+    raises ``Interrupted`` (exit status 143 from the CLI) with the command that resumes the run in its folder.
+    A run that fails before its first checkpoint leaves no folder behind."""
+    cfg = portable(cfg)
     run_dir, made_here = make_run_dir(cfg)
     if not made_here:
         return fit_and_test(cfg, run_dir)
     os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the DDP workers Lightning launches
     try:
         return fit_and_test(cfg, run_dir)
+    except BaseException:
+        if not any((run_dir / "checkpoints").glob("*.ckpt")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
 
@@ -143,10 +187,21 @@ def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     if trainer.is_global_zero:
         dump_config(cfg, run_dir / "config.yaml")
     model.gnnrec_config = cfg
-    trainer.fit(model, datamodule=datamodule, ckpt_path=tcfg["resume"])
+    last = run_dir / "checkpoints" / "last.ckpt"
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=tcfg["resume"])
+    except SIGTERMException:
+        trainer.save_checkpoint(last)
+        raise Interrupted(f"training stopped by SIGTERM in epoch {trainer.current_epoch + 1}; its state is saved in "
+                          f"{last}. Resume in the same run folder with: gnnrec train {run_dir / 'config.yaml'} "
+                          f"train.resume={last}") from None
     best = checkpoint.best_model_path or None
-    valid = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-    test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    try:
+        valid = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    except SIGTERMException:
+        raise Interrupted(f"stopped by SIGTERM while evaluating the best checkpoint (training had finished); "
+                          f"no metrics.json was written. Evaluate it with: gnnrec evaluate {run_dir}") from None
     best_epoch = torch.load(best, map_location="cpu", weights_only=False)["epoch"] + 1 if best else None
     metrics = run_metrics(cfg, dataset, strip_prefix(valid, "valid/"), strip_prefix(test, "test/"), best_epoch,
                           trainer.current_epoch, mean(timer.seconds), best, mean(timer.eval_seconds))

@@ -126,15 +126,19 @@ def test_ddp_on_two_cpu_processes_matches_single_process(tmp_path):
     assert ddp["best_epoch"] == single["best_epoch"]
 
 
-def test_resume_from_last_checkpoint(tmp_path):
+def test_resume_continues_the_same_run_folder_and_ends_as_an_uninterrupted_run(tmp_path):
+    whole = train(small_config(tmp_path, "model.name=mf", "train.max_epochs=4", "output.name=whole"))
     first = train(small_config(tmp_path, "model.name=mf", "train.max_epochs=2", "output.name=a"))
     last = first.run_dir / "checkpoints" / "last.ckpt"
     assert last.is_file()
-    resumed = train(small_config(tmp_path, "model.name=mf", "train.max_epochs=4", "output.name=b",
-                                 f"train.resume={last}"))
+    resumed = train(small_config(tmp_path, "model.name=mf", "train.max_epochs=4", f"train.resume={last}"))
+    assert resumed.run_dir == first.run_dir and sorted(p.name for p in tmp_path.iterdir()) == ["a", "whole"]
     assert resumed.metrics["epochs_trained"] == 4
-    log = (resumed.run_dir / "logs" / "metrics.csv").read_text()
-    assert "valid/recall@20" in log
+    assert resumed.metrics["test"] == pytest.approx(whole.metrics["test"])
+    rows = (resumed.run_dir / "logs" / "metrics.csv").read_text().splitlines()
+    epochs = {int(float(r.split(",")[rows[0].split(",").index("epoch")])) for r in rows[1:]}
+    assert epochs == {0, 1, 2, 3}  # one curve in one file
+    assert (resumed.run_dir / "logs" / "tensorboard").is_dir()
 
 
 def test_epoch_timer_keeps_training_and_validation_time_apart(tmp_path):

@@ -1,0 +1,73 @@
+"""A run's life outside the happy path: pre-emption by SIGTERM, resuming, failures, moving the run folder."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gnnrec.cli import main
+from tests.test_training import SMALL
+
+
+def wait_for(predicate, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_sigterm_saves_a_resumable_state_exits_nonzero_and_the_run_resumes_in_place(tmp_path):
+    run = tmp_path / "job"
+    csv = run / "logs" / "metrics.csv"
+    cmd = [sys.executable, "-m", "gnnrec", "train", *SMALL, "model.name=mf", f"output.dir={tmp_path}",
+           "output.name=job", "train.max_epochs=500", "train.patience=500"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert wait_for(lambda: csv.is_file() and csv.read_text().count("\n") >= 3, 120), "no epoch finished"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    last = run / "checkpoints" / "last.ckpt"
+    assert last.is_file() and not (run / "metrics.json").exists()
+    assert f"train.resume={last}" in err.replace("\n", "")
+    stopped_at = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    assert main(["train", str(run / "config.yaml"), f"train.resume={last}",
+                 f"train.max_epochs={stopped_at + 2}"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs_trained"] == stopped_at + 2
+
+
+def test_a_run_that_fails_before_training_leaves_no_folder(tmp_path, capsys):
+    assert main(["train", *SMALL, f"output.dir={tmp_path}", "data.source=" + str(tmp_path / "missing")]) == 2
+    assert "gnnrec: error" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_folder_works_from_another_directory(tmp_path, monkeypatch, capsys):
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "ml-100k"
+    if not data.is_dir():
+        pytest.skip(f"real dataset ml-100k not available at {data}")
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    for f in data.iterdir():
+        (work / "data" / f.name).symlink_to(f)
+    monkeypatch.chdir(work)
+    assert main(["train", "data.source=data", "model.name=mf", "train.max_epochs=1", "output.dir=runs",
+                 "output.name=r", "train.progress_bar=false", "eval.ks=[20]"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["evaluate", str(work / "runs" / "r"), "--split", "test"]) == 0
+    assert "mf on ml-100k, protocol strict" in capsys.readouterr().out
