@@ -137,7 +137,7 @@ def test_resume_continues_the_same_run_folder_and_ends_as_an_uninterrupted_run(t
     assert resumed.metrics["test"] == pytest.approx(whole.metrics["test"])
     rows = (resumed.run_dir / "logs" / "metrics.csv").read_text().splitlines()
     epochs = {int(float(r.split(",")[rows[0].split(",").index("epoch")])) for r in rows[1:]}
-    assert epochs == {0, 1, 2, 3}  # one curve in one file
+    assert len(epochs) == 4 and max(epochs) - min(epochs) == 3  # one whole curve in one file
     assert (resumed.run_dir / "logs" / "tensorboard").is_dir()
 
 
