@@ -71,3 +71,19 @@ def test_a_run_folder_works_from_another_directory(tmp_path, monkeypatch, capsys
     capsys.readouterr()
     assert main(["evaluate", str(work / "runs" / "r"), "--split", "test"]) == 0
     assert "mf on ml-100k, protocol strict" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage", ["truncate", "random", "foreign"])
+def test_a_damaged_checkpoint_is_a_clear_error_naming_the_file(tmp_path, capsys, damage):
+    assert main(["train", *SMALL, "model.name=mf", "train.max_epochs=1", f"output.dir={tmp_path}", "output.name=r"]) == 0
+    ckpt = tmp_path / "r" / "checkpoints" / "best.ckpt"
+    if damage == "truncate":
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    elif damage == "random":
+        ckpt.write_bytes(os.urandom(5000))
+    else:
+        torch.save([1, 2, 3], ckpt)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert str(ckpt) in err and "Traceback" not in err
