@@ -51,7 +51,7 @@ def cmd_evaluate(args) -> None:
     from gnnrec.report import metric_table
     from gnnrec.runs import load_run
 
-    cfg, dataset, model = load_run(args.checkpoint)
+    cfg, dataset, model = load_run(args.checkpoint, list(args.overrides))
     protocol = args.protocol or cfg["eval"]["protocol"]
     splits = ["valid", "test"] if args.split == "both" else [args.split]
     with torch.no_grad():
@@ -66,26 +66,28 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_recommend(args) -> None:
-    import numpy as np
-    import torch
+    from gnnrec.recommend import original_ids
+    from gnnrec.runs import Run
 
-    from gnnrec.eval import topk_items
-    from gnnrec.runs import load_run
-
-    _, dataset, model = load_run(args.checkpoint)
-    if not 0 <= args.user < dataset.n_users:
-        raise GnnrecError(f"--user must be an internal user id in [0, {dataset.n_users}), got {args.user}")
-    with torch.no_grad():
-        scores = model.score_fn()(torch.tensor([args.user]))
-    known = dataset.train if args.exclude == "train" else dataset.train + dataset.valid + dataset.test
-    seen = known[args.user].indices
-    scores[0, torch.from_numpy(seen.astype(np.int64))] = -torch.inf
-    top = topk_items(scores, args.k)[0]
-    titles = dataset.item_info.get("title")
-    print(f"top {args.k} for user {args.user} ({len(seen)} known items excluded)")
-    for rank, item in enumerate(top.tolist(), 1):
-        title = f"  {titles[item]}" if titles is not None else ""
-        print(f"{rank:>3}. item {item:<8} score {scores[0, item]:.4f}{title}")
+    if not args.user and not args.all:
+        raise GnnrecError("give --user ID (the dataset's own user ids; repeat or comma-separate) or --all")
+    run = Run.open(args.checkpoint, list(args.overrides))
+    users = None if args.all else [u for group in args.user for u in group.split(",") if u]
+    recs = run.recommend(users, k=args.k, exclude=args.exclude)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write("user\trank\titem\tscore\n")
+            fh.writelines(f"{r['user']}\t{rank}\t{item}\t{score:.6g}\n" for r in recs
+                          for rank, (item, score) in enumerate(zip(r["items"], r["scores"]), 1))
+        print(f"top {args.k} for {len(recs)} users ({args.exclude} items excluded) -> {args.out}")
+        return
+    titles = run.dataset.item_info.get("title")
+    item_index = {v: i for i, v in enumerate(original_ids(run.dataset, "item"))} if titles is not None else {}
+    for r in recs:
+        print(f"top {args.k} for user {r['user']} ({args.exclude} items excluded)")
+        for rank, (item, score) in enumerate(zip(r["items"], r["scores"]), 1):
+            title = f"  {titles[item_index[item]]}" if titles is not None else ""
+            print(f"{rank:>3}. item {item:<10} score {score:.4f}{title}")
 
 
 def cmd_data_info(args) -> None:
@@ -385,17 +387,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="full-ranking metrics of a trained checkpoint")
     p.add_argument("checkpoint", help="a .ckpt written by gnnrec train, or its run folder")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.source=NEW_PLACE for moved data")
     p.add_argument("--split", choices=["valid", "test", "both"], default="both")
     p.add_argument("--protocol", choices=["strict", "mmrec"], help="default: the run's eval.protocol")
     p.add_argument("--output", help="also write the metrics as JSON to this file")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("recommend", help="top-K items for one user")
+    p = sub.add_parser("recommend", help="top-K unseen items for users, with the dataset's own ids",
+                       description="Rank every item for the given users (or --all, into --out) with a trained "
+                                   "run and print or write the top K, hiding items the users already have.")
     p.add_argument("checkpoint", help="a .ckpt written by gnnrec train, or its run folder")
-    p.add_argument("--user", type=int, required=True, help="internal (0-based) user id")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.source=NEW_PLACE for moved data")
+    p.add_argument("--user", action="append", default=[], help="the dataset's own user id (repeat, or comma-separate)")
+    p.add_argument("--all", action="store_true", help="every user (best with --out)")
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--exclude", choices=["known", "train"], default="known",
-                   help="items to leave out: all the user's known interactions (default) or train only")
+    p.add_argument("--exclude", choices=["known", "train", "none"], default="known",
+                   help="items to leave out: all the user's known interactions (default), train only, or none")
+    p.add_argument("--out", help="write a TSV (user, rank, item, score) instead of printing")
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("expressiveness", help="graph, node and link-level expressiveness next to accuracy",
@@ -548,7 +556,12 @@ def main(argv: list[str] | None = None) -> int:
     except GnnrecError as exc:
         print(f"gnnrec: error: {exc}", file=sys.stderr)
         return 2
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # overrides given after options (`search CONFIG --random 2 key=value`) are overrides all the same
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handler = logging.StreamHandler()  # gnnrec's own logger only: Lightning has its handler already
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logger = logging.getLogger("gnnrec")

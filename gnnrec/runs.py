@@ -1,11 +1,18 @@
-"""Re-open a finished run: checkpoint (or run folder) -> config, dataset and model with the trained weights."""
+"""Re-open a finished run: checkpoint (or run folder) -> config, dataset and model with the trained weights.
+
+``Run.open(folder)`` is the Python API over it: score users and recommend with the dataset's original ids."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 import torch
 
+from gnnrec.config import merge, parse_override
 from gnnrec.errors import GnnrecError
+from gnnrec.recommend import known_items, original_ids, to_internal, top_k
 from gnnrec.train import dataset_from_config, model_from_config
 
 
@@ -30,15 +37,20 @@ def read_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def load_run(path: str | Path, overrides: dict | None = None):
-    """Returns (config, dataset, model in eval mode). ``overrides`` replace config sections (e.g. data.source)."""
+def load_run(path: str | Path, overrides: dict | list[str] | None = None):
+    """Returns (config, dataset, model in eval mode). ``overrides``: {"data": {"source": ...}} or ["data.source=..."]
+    (e.g. data moved since training)."""
     ckpt_path = resolve_checkpoint(path)
     ckpt = read_checkpoint(ckpt_path)
     cfg = ckpt.get("gnnrec_config")
     if cfg is None:
         raise GnnrecError(f"{ckpt_path} was not written by gnnrec train (no gnnrec_config inside)")
-    for section, values in (overrides or {}).items():
-        cfg[section] = {**cfg[section], **values}
+    if isinstance(overrides, list):
+        for text in overrides:
+            cfg = merge(cfg, parse_override(text))
+    else:
+        for section, values in (overrides or {}).items():
+            cfg[section] = {**cfg[section], **values}
     dataset = dataset_from_config(cfg)
     model = model_from_config(cfg, dataset)
     try:
@@ -47,3 +59,44 @@ def load_run(path: str | Path, overrides: dict | None = None):
         raise GnnrecError(f"{ckpt_path}: its weights do not fit the model its config describes ({str(exc)[:300]})") from None
     model.eval()
     return cfg, dataset, model
+
+
+@dataclass
+class Run:
+    """A finished training run, reopened: its config, dataset and trained model."""
+
+    folder: Path
+    config: dict
+    dataset: object
+    model: object
+
+    @classmethod
+    def open(cls, path: str | Path, overrides: dict | list[str] | None = None) -> "Run":
+        ckpt = resolve_checkpoint(path)
+        cfg, dataset, model = load_run(ckpt, overrides)
+        return cls(ckpt.parent.parent, cfg, dataset, model)
+
+    def users(self, ids=None) -> np.ndarray:
+        """Internal ids of the given original user ids (all users when None)."""
+        return np.arange(self.dataset.n_users) if ids is None else to_internal(self.dataset, "user", ids)
+
+    def scores(self, users) -> np.ndarray:
+        """(len(users), n_items) scores of the given original user ids, nothing hidden."""
+        import torch
+
+        with torch.no_grad():
+            return self.model.score_fn()(torch.from_numpy(self.users(users))).cpu().numpy()
+
+    def recommend(self, users=None, k: int = 10, exclude: str = "known", batch_size: int = 4096) -> list[dict]:
+        """Top ``k`` unseen items of each user (original ids; None = every user), best first:
+        ``[{"user": id, "items": [ids], "scores": [floats]}]``. ``exclude``: known (train, valid and test items;
+        default), train, or none."""
+        internal = self.users(users)
+        top = top_k(self.model.score_fn(), internal, k, known_items(self.dataset, exclude), batch_size)
+        user_ids, item_ids = original_ids(self.dataset, "user"), original_ids(self.dataset, "item")
+        out = []
+        for u, items, scores in zip(internal, top.items, top.scores):
+            keep = items >= 0
+            out.append({"user": user_ids[u], "items": item_ids[items[keep]].tolist(),
+                        "scores": scores[keep].astype(float).tolist()})
+        return out

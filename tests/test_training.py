@@ -61,7 +61,7 @@ def test_cli_train_evaluate_recommend(tmp_path, capsys):
     assert evaluated["test"]["recall@20"] == pytest.approx(saved["test"]["recall@20"])
     assert evaluated["valid"]["ndcg@10"] == pytest.approx(saved["valid"]["ndcg@10"])
     capsys.readouterr()
-    assert main(["recommend", str(run / "checkpoints" / "best.ckpt"), "--user", "3", "--k", "5"]) == 0
+    assert main(["recommend", str(run / "checkpoints" / "best.ckpt"), "--k", "5", "--user", "3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 6 and "video #" in lines[1]  # synthetic items have titles
 
