@@ -47,6 +47,7 @@ class DataSection(Section):
     valid_ratio: Share = 0.1  # share of train held out per user when a dataset has no valid split
     drop_cold: bool = True
     modalities: list[str] | None = None  # feature files to load; None = all
+    feature_fill: Literal["none", "mean"] = "none"  # all-zero rows (items without content): the mean of the others
     feature_norm: Literal["none", "zscore", "l2"] = "none"  # scaling of every feature table
     feature_dirs: list[str] = []  # extra folders of <name>_feat.npy (e.g. from `gnnrec encode`)
     synthetic: dict[str, Any] = {}  # arguments of gnnrec.data.make_synthetic

@@ -161,7 +161,7 @@ def test_missing_column(tmp_path):
 def test_feature_rows_must_match_items(tmp_path):
     write(tmp_path / "x.inter", "userID\titemID\tx_label\n0\t0\t0\n0\t1\t0\n1\t2\t0\n1\t0\t2\n")
     np.save(tmp_path / "image_feat.npy", np.ones((2, 4)))
-    with pytest.raises(DataError, match=r"field 'image': item feature 'image' has shape \(2, 4\), expected \(3, dim\)"):
+    with pytest.raises(DataError, match=r"image_feat.npy: has 2 rows but x.inter has 3 items"):
         load_dataset(tmp_path)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from gnnrec.data.dataset import RecDataset, interactions_to_csr
 from gnnrec.data.readers import READERS, detect_format
 from gnnrec.data.readers.features import load_features
-from gnnrec.data.scaling import FEATURE_NORMS, standardize_all
+from gnnrec.data.scaling import FEATURE_NORMS, fill_zero_rows, standardize_all
 from gnnrec.data.split import Interactions, holdout_valid
 from gnnrec.data.synthetic import make_synthetic
 from gnnrec.errors import ConfigError, DataError
@@ -21,14 +21,15 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
                  kcore: int | None = None, valid_ratio: float = 0.1, drop_cold: bool = True,
                  modalities: list[str] | None = None, synthetic: dict | None = None, seed: int = 999,
                  feature_dirs: list[str] | None = None, augment: dict | None = None,
-                 feature_norm: str = "none") -> RecDataset:
+                 feature_norm: str = "none", feature_fill: str = "none") -> RecDataset:
     """Load (or generate) a dataset and give it a train/valid/test split.
 
     Unsplit logs (RecBole) are k-core filtered and split by ``split`` (``method`` mmrec/random/temporal);
     datasets that come without a validation split get one carved from train (``valid_ratio`` per user)
     so that model selection never looks at test. A feature folder's ``users/`` subfolder holds user
     features (one row per user). ``augment`` (``edges``, ``graph``) attaches LLM-made triples.
-    ``feature_norm`` (none | zscore | l2) scales every feature table once it is validated.
+    ``feature_fill`` (none | mean) gives all-zero feature rows (items without content) the mean of the
+    others; ``feature_norm`` (none | zscore | l2) then scales every feature table.
     """
     if feature_norm not in FEATURE_NORMS:  # checked before any file is read
         raise ConfigError(f"data.feature_norm must be one of {FEATURE_NORMS}, got '{feature_norm}'")
@@ -66,6 +67,14 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
         data.augmented_edges = read_edges(augment["edges"], data.n_users, data.n_items)
         data.augment_graph = bool(augment.get("graph"))
     data = data.validate(drop_cold=drop_cold)
+    if feature_fill == "mean":
+        for tables, kind in ((data.features, "item"), (data.user_features, "user")):
+            for name in list(tables):
+                tables[name], filled = fill_zero_rows(tables[name])
+                if filled:
+                    log.warning("%s feature '%s': %d all-zero rows filled with the mean of the others", kind, name,
+                                filled)
+                    data.report.setdefault("feature_rows_filled", {})[name] = filled
     if feature_norm != "none":
         data.features = standardize_all(data.features, feature_norm)
         data.user_features = standardize_all(data.user_features, feature_norm)

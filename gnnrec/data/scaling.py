@@ -1,4 +1,8 @@
-"""Feature standardisation, a data-level option for every model (``data.feature_norm``).
+"""Feature preparation, data-level options for every model: filling empty rows (``data.feature_fill``) and
+standardisation (``data.feature_norm``).
+
+Items without content (a missing image) often arrive as all-zero rows, for which cosine similarity is
+undefined; ``feature_fill: mean`` gives them the mean of the other rows, the rule the encoders use.
 
 Raw modality features come at very different scales (TikTok: image rows have L2 norms around 33, audio
 around 4.5), and models that project raw features linearly (VBPR) are sensitive to that. ``none`` keeps the
@@ -9,9 +13,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from gnnrec.errors import ConfigError
+from gnnrec.errors import ConfigError, DataError
 
 FEATURE_NORMS = ("none", "zscore", "l2")
+FEATURE_FILLS = ("none", "mean")
+
+
+def fill_missing(rows: list[np.ndarray | None]) -> np.ndarray:
+    """Stack per-item vectors; items without one (missing image, empty answer) get the mean of the others."""
+    good = [r for r in rows if r is not None]
+    if not good:
+        raise DataError("no item has a vector (every input is missing, unreadable, empty or all zeros): "
+                        "there is nothing to fill the others from")
+    mean = np.mean(good, axis=0)
+    return np.stack([mean if r is None else r for r in rows]).astype(np.float32)
+
+
+def fill_zero_rows(features: np.ndarray) -> tuple[np.ndarray, int]:
+    """All-zero rows replaced by the mean of the other rows, and how many were filled."""
+    x = np.asarray(features, dtype=np.float32)
+    empty = ~x.any(axis=1)
+    if not empty.any():
+        return x, 0
+    rows = [None if e else r for e, r in zip(empty, x)]
+    return fill_missing(rows), int(empty.sum())
 
 
 def standardize(features: np.ndarray, method: str) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from gnnrec.encoders.store import fill_missing
+from gnnrec.data.scaling import fill_missing
 from gnnrec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

@@ -21,17 +21,6 @@ def inputs_checksum(texts: list[str]) -> str:
     return digest.hexdigest()
 
 
-def fill_missing(rows: list[np.ndarray | None]) -> np.ndarray:
-    """Stack per-item vectors; items without one (missing image, empty answer) get the mean of the others.
-
-    The store's one fill rule: the callers count and report the filled rows, so nothing is filled silently."""
-    good = [r for r in rows if r is not None]
-    if not good:
-        raise DataError("no item could be encoded: every input is missing, unreadable or empty")
-    mean = np.mean(good, axis=0)
-    return np.stack([mean if r is None else r for r in rows]).astype(np.float32)
-
-
 def chunk_folder(folder: Path, name: str, manifest: dict) -> Path:
     """Where the finished chunks of an encode in progress live, keyed by what is being encoded."""
     key = json.dumps({k: manifest.get(k) for k in ("model", "template", "inputs_sha256", "items")}, sort_keys=True)

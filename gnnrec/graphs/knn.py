@@ -37,7 +37,8 @@ def normalize_rows(features, name: str = "features") -> torch.Tensor:
     if zero.any():
         rows = zero.nonzero().squeeze(1)
         raise DataError(f"modality '{name}' has {len(rows)} all-zero rows (first: item {int(rows[0])}); cosine "
-                        "similarity is undefined for them: fill or drop those items first", field=name)
+                        "similarity is undefined for them: set data.feature_fill=mean (the mean of the other rows) "
+                        "or drop those items", field=name)
     return x / norms
 
 

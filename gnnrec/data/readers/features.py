@@ -26,6 +26,14 @@ def load_feature(path: Path) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def feature_path(folder: Path, name: str) -> Path:
+    """The file a modality was read from (``<name>_feat.npy`` or ``<name>.npy``)."""
+    for candidate in (Path(folder) / f"{name}_feat.npy", Path(folder) / f"{name}.npy"):
+        if candidate.is_file():
+            return candidate
+    return Path(folder) / f"{name}_feat.npy"
+
+
 def load_features(folder: Path, names: list[str] | None = None) -> dict[str, np.ndarray]:
     """Every ``*.npy`` in ``folder`` (or only the named modalities) keyed by modality name."""
     files = {modality_name(p): p for p in sorted(Path(folder).glob("*.npy"))}

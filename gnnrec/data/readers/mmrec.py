@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from gnnrec.data.dataset import RecDataset, interactions_to_csr
-from gnnrec.data.readers.features import load_features
+from gnnrec.data.readers.features import feature_path, load_features
 from gnnrec.data.readers.table import read_rows, to_ids
 from gnnrec.errors import DataError
 
@@ -36,7 +36,11 @@ def read_mmrec(folder: Path, modalities: list[str] | None = None) -> RecDataset:
         raise DataError(f"x_label must be 0 (train), 1 (valid) or 2 (test), got {labels[bad[0]]}",
                         path=path, line=first + int(bad[0]), field=LABEL)
     features = load_features(folder, modalities)
-    n_items = max([int(items.max(initial=-1)) + 1] + [f.shape[0] for f in features.values()])
+    n_items = int(items.max(initial=-1)) + 1
+    for name, feat in features.items():  # extra rows would be phantom items in every ranking
+        if feat.shape[0] != n_items:
+            raise DataError(f"has {feat.shape[0]} rows but {path.name} has {n_items} items (ids 0..{n_items - 1}): "
+                            "a feature file needs exactly one row per item id", path=feature_path(folder, name))
     shape = (int(users.max(initial=-1)) + 1, n_items)
     splits = [interactions_to_csr(users[labels == k], items[labels == k], shape) for k in range(3)]
     return RecDataset(path.stem, *splits, features=features, item_info=read_item_table(folder, n_items),
