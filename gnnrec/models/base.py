@@ -107,7 +107,7 @@ class Recommender(L.LightningModule):
         local = self._sums if self._sums is not None else torch.zeros(len(ev.names) + 1, dtype=torch.float64)
         total = self.trainer.strategy.reduce(local.to(self.device), reduce_op="sum").cpu()
         values = ev.finalize(total)
-        self.log_dict({f"{split}/{k}": float(v) for k, v in values.items() if k != "users"}, sync_dist=False,
+        self.log_dict({f"{split}/{k}": float(v) for k, v in values.items()}, sync_dist=False,  # "users": evaluated
                       rank_zero_only=False)
         self._scorer, self._sums = None, None
 
