@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,6 @@ from gnnrec.models import build_model
 
 log = logging.getLogger(__name__)
 
-# Lightning's pytree helper trips torch's LeafSpec deprecation on every batch: noise users cannot act on.
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
 
 RUN_DIR_ENV = "GNNREC_RUN_DIR"  # shared by DDP worker processes so that all ranks write to one folder
 
@@ -112,6 +111,53 @@ def loggers(run_dir: Path) -> list:
     return out
 
 
+LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+
+
+@contextmanager
+def quiet_lightning():
+    """While training: hide Lightning's tips and per-call restore lines (INFO) and the LeafSpec deprecation
+    that its pytree helper trips on every batch (noise users cannot act on); warnings and errors still show.
+    Scoped, so importing gnnrec changes no process-wide setting."""
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                category=FutureWarning)
+        for lg in loggers:
+            lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+class EpochReport(L.Callback):
+    """One console line per validation: the epoch, the monitored validation metric and its best so far, and the
+    epoch's training and validation seconds."""
+
+    def __init__(self, monitor: str, timer: "EpochTimer"):
+        self.monitor, self.timer, self.best, self.best_epoch, self._validated = monitor, timer, None, None, False
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        # callbacks run before the module logs its metrics: report once the epoch ends
+        self._validated = trainer.state.fn == "fit" and not trainer.sanity_checking
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        value = trainer.callback_metrics.get(self.monitor)
+        if not self._validated or value is None or not trainer.is_global_zero:
+            return
+        self._validated = False
+        epoch = trainer.current_epoch + 1
+        if self.best is None or float(value) > self.best:
+            self.best, self.best_epoch = float(value), epoch
+        train_s = self.timer.seconds[-1] if self.timer.seconds else float("nan")
+        eval_s = self.timer.eval_seconds[-1] if self.timer.eval_seconds else float("nan")
+        log.info("epoch %d: %s %.4f (best %.4f at epoch %d); %.2f s training, %.2f s validation", epoch,
+                 self.monitor, float(value), self.best, self.best_epoch, train_s, eval_s)
+
+
 class EpochTimer(L.Callback):
     """Wall-clock seconds of the training part of each epoch and of each validation pass, kept apart.
 
@@ -151,10 +197,12 @@ def train(cfg: dict) -> RunResult:
     cfg = portable(cfg)
     run_dir, made_here = make_run_dir(cfg)
     if not made_here:
-        return fit_and_test(cfg, run_dir)
+        with quiet_lightning():
+            return fit_and_test(cfg, run_dir)
     os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the DDP workers Lightning launches
     try:
-        return fit_and_test(cfg, run_dir)
+        with quiet_lightning():
+            return fit_and_test(cfg, run_dir)
     except BaseException:
         if not any((run_dir / "checkpoints").glob("*.ckpt")):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -179,7 +227,7 @@ def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     trainer = L.Trainer(
         max_epochs=tcfg["max_epochs"], max_time=tcfg["max_time"], accelerator=tcfg["accelerator"], devices=tcfg["devices"],
         strategy=tcfg["strategy"], num_nodes=tcfg["num_nodes"], precision=tcfg["precision"],
-        check_val_every_n_epoch=tcfg["eval_every"], callbacks=[checkpoint, stopper, timer],
+        check_val_every_n_epoch=tcfg["eval_every"], callbacks=[checkpoint, stopper, timer, EpochReport(monitor, timer)],
         logger=loggers(run_dir), enable_progress_bar=tcfg["progress_bar"], num_sanity_val_steps=0,
         reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False, enable_model_summary=False,
         log_every_n_steps=1,

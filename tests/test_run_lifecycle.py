@@ -87,3 +87,25 @@ def test_a_damaged_checkpoint_is_a_clear_error_naming_the_file(tmp_path, capsys,
     assert main(["evaluate", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert str(ckpt) in err and "Traceback" not in err
+
+
+def test_console_shows_each_validation_and_no_lightning_clutter(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gnnrec", "train", *SMALL, "model.name=mf", "train.max_epochs=2",
+                           f"output.dir={tmp_path}"], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    assert "epoch 1: valid/recall@20" in out and "epoch 2: valid/recall@20" in out
+    for clutter in ("Loaded model weights", "Restoring states", "Tip:", "LeafSpec"):
+        assert clutter not in out, clutter
+
+
+def test_importing_gnnrec_changes_no_process_wide_setting():
+    code = ("import os, warnings, torch, lightning, scipy.sparse, yaml, pydantic; "  # their own filters come first
+            "before = list(warnings.filters); "
+            "import gnnrec.train, gnnrec.cli, gnnrec.encoders.text, gnnrec.llm.transformers_lm, gnnrec.models; "
+            "assert warnings.filters == before, 'warning filters changed'; "
+            "assert 'HF_HUB_OFFLINE' not in os.environ")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
