@@ -4,6 +4,8 @@ LightGCN embeddings (item vector + its ID embedding) pass through a shared linea
 dropout-perturbed, detached copies. Losses: cosine alignment user<->item of each interaction, each
 modality's projected features against the item target and against their own perturbed copy, plus
 reg_weight x the embeddings' L2 norm. Scores use the predictor's outputs. Negatives in the batch are unused.
+Initialisation as MMRec (src/models/bm3.py): ID tables Xavier-uniform (lines 41-42), the predictor's and each
+modality projection's weights Xavier-normal (lines 47, 52, 56), biases nn.Linear's default.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ class BM3(Recommender):
         feats = require_features(dataset, "bm3")
         self.num_layers, self.dropout, self.cl_weight = num_layers, dropout, cl_weight
         self.init_id_embeddings(embedding_dim)
-        self.modalities = ModalityProjections(feats, embedding_dim, trainable=True)
+        self.modalities = ModalityProjections(feats, embedding_dim, trainable=True, init="xavier_normal")
         self.predictor = nn.Linear(embedding_dim, embedding_dim)
         nn.init.xavier_normal_(self.predictor.weight)
         self._adj = FixedSparse(normalized_bipartite(dataset.graph))

@@ -3,6 +3,8 @@
 h = S^n_mm E_items over the frozen fused item graph; LightGCN (mean of layers) over the user-item graph,
 pruned afresh every epoch in training and full in evaluation; item vector = LightGCN item vector + h.
 Loss = BPR(user, item) + reg_weight x sum over modalities of BPR(user, projected feature of item).
+Initialisation as MMRec (src/models/freedom.py): ID tables Xavier-uniform (lines 49-52), modality projections
+nn.Linear's default (lines 59, 62).
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ start of every epoch, with gradients into the projections for that first batch (
 and detached afterwards. The modalities are mixed with softmax weights; the item graph is
 (1 - lambda) x learned + lambda x frozen. h = item graph^L E_items, item vector = LightGCN item vector +
 normalize(h). The learned graph is built with the block-wise top-k, so it is never items x items.
+Initialisation as MMRec (src/models/lattice.py) and the authors' code: ID tables Xavier-uniform (lines 48-51),
+modality projections nn.Linear's default (lines 90, 92), equal modality weights (line 94: [0.5, 0.5]).
 """
 from __future__ import annotations
 

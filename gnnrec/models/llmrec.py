@@ -11,6 +11,9 @@ losses among the augmented triples (``prune_scope: augmented``, the default) or 
 batch (``batch``: on MovieLens-100k this stalls training at a third of LightGCN's recall, because the
 hardest real interactions never get a gradient; see benchmarks/llmrec.md), and adds ``mae_weight`` x the scaled cosine error of masked item features reconstructed from the
 features of the items' two-hop neighbours (MAE feature enhancement).
+Initialisation as the authors' code (HKUDS/LLMRec Models.py): ID tables Xavier-uniform (lines 40-43), the
+feature, attribute and profile projections' weights Xavier-uniform (lines 31-38), biases and the MAE decoders
+nn.Linear's default.
 """
 from __future__ import annotations
 
@@ -54,10 +57,11 @@ class LLMRec(Recommender):
             log.warning("llmrec: attribute modalities %s are not in dataset %s; trained without them", missing,
                         dataset.name)
         self.features = ModalityProjections({k: v for k, v in dataset.features.items() if k not in attrs},
-                                            embedding_dim, trainable=False)
+                                            embedding_dim, trainable=False, init="xavier_uniform")
         self.attributes = ModalityProjections({k: v for k, v in dataset.features.items() if k in attrs},
-                                              embedding_dim, trainable=False)
-        self.profiles = ModalityProjections(dataset.user_features, embedding_dim, trainable=False)
+                                              embedding_dim, trainable=False, init="xavier_uniform")
+        self.profiles = ModalityProjections(dataset.user_features, embedding_dim, trainable=False,
+                                            init="xavier_uniform")
         self.mask_tokens = nn.ParameterDict({n: nn.Parameter(torch.zeros(dataset.features[n].shape[1]))
                                              for n in self.features.names})
         self.decoders = nn.ModuleDict({n: nn.Linear(embedding_dim, dataset.features[n].shape[1])

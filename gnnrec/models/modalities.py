@@ -20,16 +20,28 @@ def require_features(dataset: RecDataset, model: str) -> dict[str, np.ndarray]:
     return dataset.features
 
 
+PROJECTION_INITS = {"pytorch": None, "xavier_normal": nn.init.xavier_normal_, "xavier_uniform": nn.init.xavier_uniform_}
+
+
 class ModalityProjections(nn.Module):
     """Each modality's raw item features (trainable when ``trainable``, as MMRec's FREEDOM and BM3 do) and a
-    linear map to ``dim``. Any number of modalities, named as in the dataset."""
+    linear map to ``dim``. Any number of modalities, named as in the dataset.
 
-    def __init__(self, features: dict[str, np.ndarray], dim: int, trainable: bool = True):
+    ``init`` sets the maps' weights as the model's reference does: ``pytorch`` (nn.Linear's default, as MMRec's
+    FREEDOM and LATTICE), ``xavier_normal`` (MMRec's BM3) or ``xavier_uniform`` (LLMRec); biases keep
+    nn.Linear's default, as in those references."""
+
+    def __init__(self, features: dict[str, np.ndarray], dim: int, trainable: bool = True, init: str = "pytorch"):
         super().__init__()
+        if init not in PROJECTION_INITS:
+            raise ConfigError(f"projection init must be one of {sorted(PROJECTION_INITS)}, got '{init}'")
         self.names = sorted(features)
         self.tables = nn.ModuleDict({n: nn.Embedding.from_pretrained(torch.from_numpy(np.asarray(features[n],
                                      dtype=np.float32)), freeze=not trainable) for n in self.names})
         self.proj = nn.ModuleDict({n: nn.Linear(features[n].shape[1], dim) for n in self.names})
+        if PROJECTION_INITS[init] is not None:
+            for layer in self.proj.values():
+                PROJECTION_INITS[init](layer.weight)
 
     def forward(self, items: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Projected features of all items, or of the rows ``items`` only (a batch: far cheaper at scale)."""
