@@ -87,6 +87,8 @@ def seed_run(cfg: dict, params: dict, seed: int) -> dict:
             torch.cuda.reset_peak_memory_stats()
         m = train(run_cfg).metrics
         peak = peak_memory_mb()
+    if m["checkpoint"] is None:  # stopped (max_time) before its first validation: nothing was selected
+        raise RuntimeError(f"{run_dir}: no validated checkpoint; give the run more time")
     _, data, model = load_run(m["checkpoint"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
