@@ -68,6 +68,12 @@ def test_transformers_captioner_end_to_end(tmp_path, tiny_vlm, monkeypatch, caps
     manifest = json.loads((store / "captions_feat.json").read_text())
     assert feats.shape == (5, 384) and manifest["captions_generated"] == 3
     assert set(manifest["filled_with_mean"]) == {"2", "4"}
+    from gnnrec.encoders.text import encode_texts
+
+    # the features are the text encoder's vectors of the generated captions; the two images without one get the mean
+    np.testing.assert_allclose(feats[[0, 1, 3]], encode_texts([captions[i] for i in (0, 1, 3)], "all-MiniLM-L6-v2"),
+                               atol=1e-5)
+    np.testing.assert_allclose(feats[[2, 4]], np.repeat(feats[[0, 1, 3]].mean(0, keepdims=True), 2, 0), atol=1e-6)
     assert main(args + ["--force"]) == 0
     assert json.loads((store / "captions_feat.json").read_text())["captions_cached"] == 3  # resumed from cache
 

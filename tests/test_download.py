@@ -38,6 +38,11 @@ def test_download_verifies_checksums(tmp_path, files_server):
     assert download(card(tmp_path, f"{base}/pairs.csv", digest), out) == {"pairs.csv": digest}
     assert (out / "pairs.csv").read_text().startswith("user,item")
     assert not (out / "pairs.csv.part").exists()
+    # a file already there with the card's checksum is kept: no request is made (this address answers nothing)
+    assert download(card(tmp_path, "http://127.0.0.1:9/pairs.csv", digest), out, timeout=2) == {"pairs.csv": digest}
+    (out / "pairs.csv").write_text("user,item,timestamp\n9,9,9\n")  # a stale or damaged copy is fetched again
+    assert download(card(tmp_path, f"{base}/pairs.csv", digest), out) == {"pairs.csv": digest}
+    assert (out / "pairs.csv").read_text() == "user,item,timestamp\n1,2,3\n"
     with pytest.raises(DataError, match="differs from the card"):
         download(card(tmp_path, f"{base}/pairs.csv", "0" * 64), tmp_path / "other")
     assert not (tmp_path / "other" / "pairs.csv").exists()

@@ -42,7 +42,9 @@ def test_block_size_does_not_change_the_result():
         assert torch.equal(idx, base[0]) and torch.allclose(val, base[1])
 
 
-def test_fused_graph_weights_and_cache(tmp_path):
+def test_fused_graph_weights_and_cache(tmp_path, monkeypatch):
+    import gnnrec.graphs.knn as knn
+
     rng = np.random.default_rng(2)
     feats = {"image": rng.normal(size=(30, 5)).astype(np.float32), "text": rng.normal(size=(30, 8)).astype(np.float32)}
     g = item_graph(feats, k=4, weights={"image": 0.1, "text": 0.9}, cache_dir=tmp_path)
@@ -50,8 +52,15 @@ def test_fused_graph_weights_and_cache(tmp_path):
     assert abs(g - ref).max() < 1e-6
     files = list(tmp_path.glob("*.npz"))
     assert len(files) == 1
+    real_topk = knn.knn_topk
+
+    def no_knn(*args, **kwargs):
+        raise AssertionError("a cached graph was recomputed")
+
+    monkeypatch.setattr(knn, "knn_topk", no_knn)  # the second call must read the cache, not search again
     again = item_graph(feats, k=4, weights={"image": 0.1, "text": 0.9}, cache_dir=tmp_path)
     assert (again != g).nnz == 0 and len(list(tmp_path.glob("*.npz"))) == 1
+    monkeypatch.setattr(knn, "knn_topk", real_topk)
     changed = {**feats, "image": feats["image"].copy()}
     changed["image"][0, 0] += 1.0  # changed features never reuse a stale graph
     item_graph(changed, k=4, weights={"image": 0.1, "text": 0.9}, cache_dir=tmp_path)

@@ -69,11 +69,28 @@ def test_normalisation_is_symmetric_and_isolated_nodes_are_zero():
 
 
 def test_gradients_reach_embeddings_through_sparse_propagation(small_synthetic):
+    # the sparse product has a hand-written backward: its gradients must equal dense autograd's, not just be non-zero
+    # (layer 0 alone would give non-zero gradients even with a broken or detached propagation)
+    torch.manual_seed(0)
     model = LightGCN(small_synthetic, embedding_dim=8, num_layers=2)
-    users = torch.tensor([0, 1])
-    loss = model.bpr_loss(users, torch.tensor([0, 1]), torch.tensor([2, 3]), *model())
+    users, pos, neg = torch.tensor([0, 1, 5]), torch.tensor([0, 1, 7]), torch.tensor([2, 3, 9])
+    loss = model.bpr_loss(users, pos, neg, *model())
     loss.backward()
-    assert model.user_emb.weight.grad.abs().sum() > 0 and model.item_emb.weight.grad.abs().sum() > 0
+    n_u = small_synthetic.n_users
+    adj = torch.from_numpy(sym_normalize(bipartite_adjacency(small_synthetic.train)).toarray()).float()
+    x = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().clone().requires_grad_(True)
+    layers = [x]
+    for _ in range(2):
+        layers.append(adj @ layers[-1])
+    out = torch.stack(layers).mean(0)
+    ref = model.bpr_loss(users, pos, neg, out[:n_u], out[n_u:])
+    ref.backward()
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.user_emb.weight.grad, x.grad[:n_u], rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(model.item_emb.weight.grad, x.grad[n_u:], rtol=1e-4, atol=1e-7)
+    # nodes outside the batch get gradient only through propagation: neighbours of user 0 that are not in the batch
+    hop1 = [i for i in small_synthetic.train[0].indices if i not in (0, 1, 2, 3, 7, 9)]
+    assert hop1 and model.item_emb.weight.grad[hop1].abs().sum(1).min() > 0
 
 
 @pytest.mark.parametrize("norm", ["squared", "l2"])
@@ -83,3 +100,18 @@ def test_regulariser_forms(small_synthetic, norm):
     embs = [model.user_emb.weight[u], model.item_emb.weight[p], model.item_emb.weight[n]]
     expected = sum((e.pow(2).sum() if norm == "squared" else e.norm()) for e in embs) * 0.5 / 2
     torch.testing.assert_close(model.reg_loss(u, p, n), expected)
+
+
+def test_sparse_product_backward_uses_the_transpose_of_a_non_symmetric_matrix():
+    from gnnrec.graphs.spmm import FixedSparse
+
+    gen = torch.Generator().manual_seed(0)
+    dense = torch.rand(6, 6, generator=gen) * (torch.rand(6, 6, generator=gen) < 0.5)  # like a kNN item graph
+    assert not torch.equal(dense, dense.T)
+    x = torch.randn(6, 3, generator=gen, requires_grad=True)
+    weight = torch.randn(6, 3, generator=gen)
+    (FixedSparse(dense.to_sparse_csr(), dense.T.contiguous().to_sparse_csr()) @ x * weight).sum().backward()
+    got = x.grad.clone()
+    x.grad = None
+    (dense @ x * weight).sum().backward()
+    torch.testing.assert_close(got, x.grad)

@@ -55,3 +55,8 @@ def test_shards_partition_each_global_batch():
         a, c = two[0][b], two[1][b]
         assert a.stop == c.start and a.stop - a.start == c.stop - c.start
         assert a.start == one[b].start
+        # the two parts are as large as possible and never run past the batch (or past n): the odd row is dropped
+        assert c.stop - a.start == (one[b].stop - one[b].start) // 2 * 2 and c.stop <= one[b].stop <= n
+    three = [shard_batches(n, bs, r, 3) for r in range(3)]
+    assert [[s.stop - s.start for s in shards] for shards in three] == [[6] * 5 + [1]] * 3
+    assert three[2][-1] == slice(102, 103)

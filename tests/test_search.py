@@ -10,9 +10,12 @@ from tests.test_training import SMALL
 
 def test_combinations_grid_and_random():
     grid = {"model.num_layers": [1, 2, 3], "optim.lr": [1e-3, 1e-2]}
-    assert len(combinations(grid, None, 0)) == 6
+    everything = [{"model.num_layers": n, "optim.lr": lr} for n in (1, 2, 3) for lr in (1e-3, 1e-2)]
+    assert combinations(grid, None, 0) == everything
     picked = combinations(grid, 4, 0)
     assert len(picked) == 4 and picked == combinations(grid, 4, 0)
+    assert all(p in everything for p in picked) and len({tuple(p.values()) for p in picked}) == 4  # no repeats
+    assert combinations(grid, 10, 0) == everything  # asking for more than the grid holds runs it all
     with pytest.raises(ConfigError, match="non-empty list"):
         combinations({"optim.lr": 0.1}, None, 0)
 
@@ -29,6 +32,18 @@ def test_search_selects_on_validation_and_writes_one_table(tmp_path, capsys):
     assert result["best"] == best
     assert (tmp_path / "s" / "results.md").read_text().count("| run0") == 4
     assert "selected on validation" in capsys.readouterr().out
+    # here validation and test agree on the winner; make them disagree (finished runs are read back from their
+    # metrics.json) to see the selection never looks at test
+    for run, valid, test in [("run000", 0.9, 0.01), ("run003", 0.02, 0.95)]:
+        path = tmp_path / "s" / run / "metrics.json"
+        metrics = json.loads(path.read_text())
+        metrics["valid"]["recall@20"], metrics["test"]["recall@20"] = valid, test
+        path.write_text(json.dumps(metrics))
+    assert main(args) == 0
+    again = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert again["best"]["run"] == "run000" and again["best"]["test_recall@20"] == 0.01
+    selected = [line for line in (tmp_path / "s" / "results.md").read_text().splitlines() if "<-" in line]
+    assert len(selected) == 1 and selected[0].startswith("| run000")
     (tmp_path / "bad.yaml").write_text("search:\n  grid:\n    model.depth: [1, 2]\n")
     assert main(["search", str(tmp_path / "bad.yaml"), *SMALL, f"output.dir={tmp_path}"]) == 2
 

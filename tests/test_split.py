@@ -23,6 +23,11 @@ def test_random_split_per_user_ratios_and_disjoint():
         assert (lab == 1).sum() == 2 and (lab == 2).sum() == 4
     again = assign_split(users, None, "random", seed=3, valid_ratio=0.1, test_ratio=0.2)
     assert np.array_equal(labels, again)
+    # random: which interactions are held out changes with the seed and from user to user (not e.g. the last ones)
+    other = assign_split(users, None, "random", seed=4, valid_ratio=0.1, test_ratio=0.2)
+    assert not np.array_equal(labels, other)
+    held = {tuple(np.flatnonzero(labels[users == u] > 0)) for u in range(50)}
+    assert len(held) > 40
 
 
 def test_temporal_leave_last_out():
