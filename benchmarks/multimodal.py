@@ -97,10 +97,20 @@ def seed_run(cfg: dict, params: dict, seed: int) -> dict:
         mmrec = FullRankingEvaluator(data, "test", "mmrec", [20]).evaluate(model.score_fn())
         mmrec_seconds = time.perf_counter() - start
     return {"seed": seed, "strict": {k: m["test"][k] for k in KEYS}, "mmrec": {k: mmrec[k] for k in KEYS},
+            "stopped_by": stop_reason(m, run_cfg["train"]),
             "valid_recall@20": m["valid"]["recall@20"], "best_epoch": m["best_epoch"],
             "epochs_trained": m["epochs_trained"], "seconds_per_epoch": m["seconds_per_epoch"],
             "seconds_per_evaluation": m.get("seconds_per_evaluation"), "mmrec_test_seconds": mmrec_seconds,
             "peak_memory_mb": peak}
+
+
+def stop_reason(metrics: dict, train_cfg: dict) -> str:
+    """Why a run ended: early stopping (patience ran out), the epoch limit, or the wall-clock limit."""
+    if metrics["epochs_trained"] >= train_cfg["max_epochs"]:
+        return "max_epochs"
+    if metrics["epochs_trained"] - metrics["best_epoch"] >= train_cfg["patience"] * train_cfg["eval_every"]:
+        return "patience"
+    return "max_time"
 
 
 def run_entry(label: str, grid_size: int, seeds: list[int], overrides: list[str]) -> dict:
@@ -131,6 +141,25 @@ def mean_sd(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {sd:.4f}"
 
 
+def seed_stop(seed: dict) -> str:
+    """Stop reason of a seed run (results saved before it was recorded: inferred with the default patience 20)."""
+    if "stopped_by" in seed:
+        return seed["stopped_by"]
+    return "patience" if seed["epochs_trained"] - seed["best_epoch"] >= 20 else "max_time"
+
+
+def diagnostics_table() -> list[str]:
+    path = RESULTS.parent / "multimodal_diagnostics.json"
+    if not path.is_file():
+        return []
+    d = json.loads(path.read_text())
+    rows = [[r["label"], r["purpose"], f"{r['test']['recall@20']:.4f}", f"{r['test']['ndcg@20']:.4f}",
+             f"{r['best_epoch']} / {r['epochs_trained']}", f"`{r['command']}`"] for r in d["runs"]]
+    return ["## Diagnostic runs", "", f"Single runs to measure why a number falls short ({d['machine']}, {d['date']});",
+            "all ended by early stopping (patience 20), none by the time limit.", "",
+            markdown_table(["run", "question", "test R@20", "test N@20", "best / trained epochs", "command"], rows), ""]
+
+
 def mean_of(result: dict, protocol: str, key: str) -> float:
     return float(np.mean([s[protocol][key] for s in result["seeds"]]))
 
@@ -152,7 +181,8 @@ def write_table() -> None:
                      f"{np.mean([s['seconds_per_epoch'] for s in seeds]):.2f}",
                      f"{np.mean([s['seconds_per_evaluation'] or 0 for s in seeds]):.2f}",
                      f"{max(peaks):.0f}" if peaks else "-",
-                     f"{np.mean([s['best_epoch'] for s in seeds]):.0f} / {np.mean([s['epochs_trained'] for s in seeds]):.0f}"])
+                     f"{np.mean([s['best_epoch'] for s in seeds]):.0f} / {np.mean([s['epochs_trained'] for s in seeds]):.0f}",
+                     str(sum(seed_stop(s) == "max_time" for s in seeds))])
     notes = []
     if "lightgcn" in results:
         base = mean_of(results["lightgcn"], "strict", "recall@20")
@@ -177,11 +207,15 @@ def write_table() -> None:
             "test time, `mmrec` only training items. Published numbers: DiffMM's Table 1 on this split, with the",
             "ratio of our strict mean to it. Seconds per training epoch exclude validation; `s / eval` is one",
             "validation pass over all validation users. Peak memory: the GPU's allocated peak of a seed run.",
+            "With `--jobs`, the models train side by side on one machine, so seconds are under contention: compare",
+            "them between models of the same table only. `seeds cut by time`: seed runs ended by `train.max_time`",
+            "rather than by early stopping (their best epoch may have come later).",
             f"Machine: {'; '.join(machines)}. Overrides: `{'; '.join(overrides) or '-'}`.", "",
             markdown_table(["model", "grid", "seeds", "selected", "strict R@20", "strict N@20", "mmrec R@20", "mmrec N@20",
                             "published R@20 / N@20", "s / train epoch", "s / eval", "peak MB",
-                            "best / trained epochs"], rows), "",
+                            "best / trained epochs", "seeds cut by time"], rows), "",
             "Against gnnrec's own LightGCN (strict, mean over seeds):", "", *notes, "",
+            *diagnostics_table(),
             "Measured reasons where a model falls short are in [docs/models.md](../docs/models.md). FREEDOM's",
             "pruning-share search: [freedom_search.md](freedom_search.md).", ""]
     (ROOT / "benchmarks" / "multimodal.md").write_text("\n".join(text))
