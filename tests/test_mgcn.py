@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from gnnrec.data import make_synthetic
 from gnnrec.errors import ConfigError
 from gnnrec.models import MGCN, build_model
-from gnnrec.models.mgcn import info_nce
+from gnnrec.models.losses import info_nce
 from tests.ablation import full_vs_ablated
 
 
@@ -71,7 +71,7 @@ def test_info_nce_is_the_in_batch_contrastive_loss():
     an, bn = F.normalize(a, dim=1), F.normalize(b, dim=1)
     pos = torch.exp((an * bn).sum(1) / 0.2)
     total = torch.exp(an @ bn.T / 0.2).sum(1)
-    torch.testing.assert_close(info_nce(a, b, 0.2), (-torch.log(pos / total)).mean())
+    torch.testing.assert_close(info_nce(a, b, temperature=0.2), (-torch.log(pos / total)).mean())
 
 
 def test_loss_trains_every_part_and_the_learning_rate_decays(tiny):

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from gnnrec.data import make_synthetic
 from gnnrec.errors import ConfigError
 from gnnrec.models import build_model
-from gnnrec.models.smore import SMORE, info_nce, max_fusion
+from gnnrec.models.losses import info_nce
+from gnnrec.models.smore import SMORE, max_fusion
 from tests.ablation import full_vs_ablated
 
 
@@ -98,7 +99,7 @@ def test_info_nce_matches_its_definition():
     na, nb = F.normalize(a, dim=1), F.normalize(b, dim=1)
     sims = torch.exp(na @ nb.T / 0.2)
     ref = -torch.log(sims.diag() / sims.sum(1)).mean()
-    assert torch.allclose(info_nce(a, b, 0.2), ref, atol=1e-5)
+    assert torch.allclose(info_nce(a, b, temperature=0.2), ref, atol=1e-5)
 
 
 def test_any_number_of_named_modalities_and_the_lr_schedule():

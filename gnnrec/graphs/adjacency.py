@@ -7,6 +7,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from gnnrec.graphs.spmm import FixedSparse
+
 
 def bipartite_adjacency(interactions: sp.spmatrix) -> sp.csr_matrix:
     """The (users + items) square adjacency [[0, R], [R^T, 0]] of a users x items interaction matrix."""
@@ -14,17 +16,35 @@ def bipartite_adjacency(interactions: sp.spmatrix) -> sp.csr_matrix:
     return sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
 
 
+def inverse_sqrt(degrees: np.ndarray) -> np.ndarray:
+    """deg^-1/2, and 0 where the degree is 0 (isolated nodes keep zero rows): the one rule every graph uses."""
+    degrees = np.asarray(degrees, dtype=np.float32).ravel()
+    return np.divide(1.0, np.sqrt(degrees), out=np.zeros_like(degrees), where=degrees > 0)
+
+
 def sym_normalize(adj: sp.spmatrix) -> sp.csr_matrix:
     """D^-1/2 A D^-1/2 with degrees from row sums; isolated nodes keep zero rows."""
     adj = sp.csr_matrix(adj, dtype=np.float32)
-    deg = np.asarray(adj.sum(axis=1)).ravel()
-    inv_sqrt = np.zeros_like(deg)
-    nz = deg > 0
-    inv_sqrt[nz] = deg[nz] ** -0.5
-    d = sp.diags(inv_sqrt)
-    out = (d @ adj @ d).tocsr()
+    d = sp.diags(inverse_sqrt(adj.sum(axis=1)))
+    out = sp.csr_matrix(d @ adj @ d, dtype=np.float32)
     out.sort_indices()
     return out
+
+
+def normalized_interactions(interactions: sp.spmatrix) -> sp.csr_matrix:
+    """D_u^-1/2 R D_i^-1/2 (users x items): the user-item block of LightGCN's normalised adjacency, with which
+    users read their items' vectors (MGCN, SMORE)."""
+    r = sp.csr_matrix(interactions, dtype=np.float32)
+    out = sp.csr_matrix(sp.diags(inverse_sqrt(r.sum(axis=1))) @ r @ sp.diags(inverse_sqrt(r.sum(axis=0))),
+                        dtype=np.float32)
+    out.sort_indices()
+    return out
+
+
+def fixed_operator(matrix: sp.spmatrix) -> FixedSparse:
+    """A constant, possibly non-square sparse operator with its transpose, ready for ``operator @ x``."""
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    return FixedSparse(to_torch_csr(matrix), to_torch_csr(matrix.T.tocsr()))
 
 
 def to_torch_csr(mat: sp.spmatrix) -> torch.Tensor:

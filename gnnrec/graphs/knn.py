@@ -18,6 +18,7 @@ import scipy.sparse as sp
 import torch
 
 from gnnrec.errors import ConfigError, DataError
+from gnnrec.graphs.adjacency import sym_normalize
 from gnnrec.eval.metrics import topk_items
 
 log = logging.getLogger(__name__)
@@ -114,10 +115,7 @@ def knn_adjacency(indices: torch.Tensor, values: torch.Tensor, n: int, binary: b
     rows = np.repeat(np.arange(n), indices.shape[1])
     data = np.ones(rows.size, np.float32) if binary else values.detach().cpu().numpy().ravel().clip(min=0)
     adj = sp.csr_matrix((data, (rows, indices.cpu().numpy().ravel())), shape=(n, n))
-    deg = np.asarray(adj.sum(axis=1)).ravel() + 1e-7
-    inv = deg ** -0.5
-    out = sp.diags(inv) @ adj @ sp.diags(inv)
-    return sp.csr_matrix(out, dtype=np.float32)
+    return sym_normalize(adj)
 
 
 def check_weights(names: list[str], weights: dict[str, float] | None) -> dict[str, float]:

@@ -84,6 +84,11 @@ class Recommender(L.LightningModule):
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
+    def decaying(self, optimizer, decay: float, every: int) -> dict:
+        """``optimizer`` with MMRec's learning-rate schedule lr x decay^(epoch / every), stepped per epoch."""
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: decay ** (epoch / every))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
     @torch.no_grad()
     def score_fn(self):
         """A function users -> (B, n_items) scores, with the full-graph embeddings computed once."""

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
 from gnnrec.eval.metrics import topk_items
-from gnnrec.graphs.adjacency import normalized_bipartite, to_torch_csr
+from gnnrec.graphs.adjacency import fixed_operator, normalized_bipartite, sym_normalize
 from gnnrec.graphs.knn import cache_key, normalize_rows
 from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
@@ -48,10 +48,7 @@ def binary_sym_norm(rows: np.ndarray, cols: np.ndarray, n: int) -> sp.csr_matrix
     adj = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, n))
     adj.sum_duplicates()
     adj.data[:] = 1.0
-    inv = (np.asarray(adj.sum(axis=1)).ravel() + 1e-7) ** -0.5
-    out = sp.csr_matrix(sp.diags(inv) @ adj @ sp.diags(inv), dtype=np.float32)
-    out.sort_indices()
-    return out
+    return sym_normalize(adj)
 
 
 def mean_cosine(x: torch.Tensor) -> float:
@@ -173,7 +170,7 @@ class DAMRS(Recommender):
         graphs["behaviour"] = behaviour_graph(dataset.train, behaviour_k, min_co_interactions)
         # one view per modality plus behaviour, in a fixed order (FixedSparse keeps the transpose for backward)
         self.view_names = sorted(set(graphs) - {"behaviour"}) + ["behaviour"]
-        self.views = [FixedSparse(to_torch_csr(graphs[v]), to_torch_csr(graphs[v].T.tocsr())) for v in self.view_names]
+        self.views = [fixed_operator(graphs[v]) for v in self.view_names]
         self._adj = FixedSparse(normalized_bipartite(dataset.graph)) if backbone == "lightgcn" else None
 
     def build_modality_graphs(self, features, k: int, cache_dir) -> dict[str, sp.csr_matrix]:

@@ -31,19 +31,14 @@ from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
-from gnnrec.graphs.adjacency import normalized_bipartite, row_normalize, to_torch_csr
+from gnnrec.graphs.adjacency import fixed_operator, normalized_bipartite, row_normalize
 from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
+from gnnrec.models.losses import info_nce
 from gnnrec.models.lightgcn import propagate_mean
 from gnnrec.models.modalities import require_features
 
 NOISES = ("logistic", "gumbel")
-
-
-def fixed(matrix: sp.spmatrix) -> FixedSparse:
-    """A constant (non-symmetric) sparse operator with its transpose for the backward."""
-    matrix = sp.csr_matrix(matrix)
-    return FixedSparse(to_torch_csr(matrix), to_torch_csr(matrix.T.tocsr()))
 
 
 def relaxed_assignment(logits: torch.Tensor, tau: float, noise: str | None) -> torch.Tensor:
@@ -60,13 +55,6 @@ def hypergraph_conv(item_edges: torch.Tensor, user_edges: torch.Tensor, x: torch
         messages = item_edges.T @ x  # hyperedges x dim
         x = item_edges @ messages
     return user_edges @ messages, x
-
-
-def info_nce(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Tensor, tau: float) -> torch.Tensor:
-    """Sum over rows of -log softmax of cos(anchor, positive) among cos(anchor, every candidate), at tau."""
-    anchor, positive, candidates = (F.normalize(t, dim=1) for t in (anchor, positive, candidates))
-    pos = (anchor * positive).sum(1) / tau
-    return (torch.logsumexp(anchor @ candidates.T / tau, dim=1) - pos).sum()
 
 
 class LGMRec(Recommender):
@@ -106,8 +94,8 @@ class LGMRec(Recommender):
                                             for n in self.names})
         graph = dataset.graph  # training interactions only
         self._adj = FixedSparse(normalized_bipartite(graph))
-        self._inter = fixed(graph)  # R: users' hyperedge logits sum their items'
-        self._inter_mean = fixed(row_normalize(graph))  # users' initial modality features: mean of their items'
+        self._inter = fixed_operator(graph)  # R: users' hyperedge logits sum their items'
+        self._inter_mean = fixed_operator(row_normalize(graph))  # users' initial modality features: mean of their items'
 
     # --- local graph embedding ---------------------------------------------------------------------
     def collaborative(self) -> torch.Tensor:
@@ -163,6 +151,6 @@ class LGMRec(Recommender):
             hcl = 0
             for a, b in combinations(sorted(glob), 2):
                 (ua, ia), (ub, ib) = glob[a], glob[b]
-                hcl = hcl + info_nce(ua[users], ub[users], ub, self.tau) + info_nce(ia[pos], ib[pos], ib, self.tau)
+                hcl = hcl + info_nce(ua[users], ub[users], ub, self.tau, "sum") + info_nce(ia[pos], ib[pos], ib, self.tau, "sum")
             loss, parts["hcl"] = loss + self.cl_weight * hcl, hcl
         return loss, parts

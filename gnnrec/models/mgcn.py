@@ -18,35 +18,17 @@ square root of a negative degree); the regulariser divides by the actual batch s
 """
 from __future__ import annotations
 
-import numpy as np
-import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
-from gnnrec.graphs.adjacency import normalized_bipartite, to_torch_csr
+from gnnrec.graphs.adjacency import fixed_operator, normalized_bipartite, normalized_interactions
 from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
+from gnnrec.models.losses import info_nce
 from gnnrec.models.lightgcn import propagate_mean
 from gnnrec.models.modalities import ModalityProjections, frozen_item_graph, require_features
-
-
-def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Mean InfoNCE of row i of ``view1`` against row i of ``view2``, the other rows of ``view2`` as negatives."""
-    logits = F.normalize(view1, dim=1) @ F.normalize(view2, dim=1).T / temperature
-    return F.cross_entropy(logits, torch.arange(len(view1), device=view1.device))
-
-
-def user_item_operator(graph: sp.spmatrix) -> FixedSparse:
-    """D_u^-1/2 R D_i^-1/2 (users x items, degrees from the training graph) and its transpose."""
-    r = sp.csr_matrix(graph, dtype=np.float32)
-    deg_u, deg_i = np.asarray(r.sum(1)).ravel(), np.asarray(r.sum(0)).ravel()
-    inv_u = np.divide(1.0, np.sqrt(deg_u), out=np.zeros_like(deg_u), where=deg_u > 0)
-    inv_i = np.divide(1.0, np.sqrt(deg_i), out=np.zeros_like(deg_i), where=deg_i > 0)
-    norm = (sp.diags(inv_u) @ r @ sp.diags(inv_i)).tocsr()
-    return FixedSparse(to_torch_csr(norm), to_torch_csr(norm.T.tocsr()))
 
 
 def gate(dim: int) -> nn.Sequential:
@@ -87,7 +69,7 @@ class MGCN(Recommender):
         self.item_graphs = {n: frozen_item_graph({n: feats[n]}, knn_k, None, graph_cache_dir, binary=False,
                                                  backend=knn_backend) for n in self.names}
         self._adj = FixedSparse(normalized_bipartite(dataset.graph))
-        self._user_items = user_item_operator(dataset.graph)
+        self._user_items = fixed_operator(normalized_interactions(dataset.graph))
 
     def views(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(user-item view, fused modality view), each (users + items) x dim."""
@@ -124,11 +106,9 @@ class MGCN(Recommender):
             reg = sum(e.norm(p=2) for e in batch)
         reg = self.hparams.reg_weight * reg / len(users)
         t, items = self.hparams.temperature, pos + self.n_users
-        cl = info_nce(modal[items], behaviour[items], t) + info_nce(modal[users], behaviour[users], t)
+        cl = (info_nce(modal[items], behaviour[items], temperature=t)
+              + info_nce(modal[users], behaviour[users], temperature=t))
         return bpr + reg + self.hparams.cl_weight * cl, {"bpr": bpr, "cl": cl}
 
     def configure_optimizers(self):
-        optimizer = super().configure_optimizers()
-        decay, every = self.hparams.lr_decay, self.hparams.lr_decay_epochs
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: decay ** (epoch / every))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return self.decaying(super().configure_optimizers(), self.hparams.lr_decay, self.hparams.lr_decay_epochs)

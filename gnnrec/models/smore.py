@@ -25,26 +25,17 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
-from gnnrec.graphs.adjacency import normalized_bipartite, to_torch_csr
+from gnnrec.graphs.adjacency import fixed_operator, normalized_bipartite, normalized_interactions
 from gnnrec.graphs.knn import item_graph
 from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
+from gnnrec.models.losses import info_nce
 from gnnrec.models.lightgcn import propagate_mean
 from gnnrec.models.modalities import ModalityProjections, require_features
-
-
-def normalized_interactions(interactions: sp.spmatrix) -> sp.csr_matrix:
-    """D_u^-1/2 R D_i^-1/2: the user-item block of LightGCN's normalised adjacency (empty rows stay zero)."""
-    r = sp.csr_matrix(interactions, dtype=np.float32)
-    du, di = np.asarray(r.sum(1)).ravel(), np.asarray(r.sum(0)).ravel()
-    inv_u = np.divide(1.0, np.sqrt(du), out=np.zeros_like(du), where=du > 0)
-    inv_i = np.divide(1.0, np.sqrt(di), out=np.zeros_like(di), where=di > 0)
-    return sp.csr_matrix(sp.diags(inv_u) @ r @ sp.diags(inv_i), dtype=np.float32)
 
 
 def max_fusion(graphs: list[sp.spmatrix]) -> sp.csr_matrix:
@@ -55,16 +46,6 @@ def max_fusion(graphs: list[sp.spmatrix]) -> sp.csr_matrix:
     fused = sp.csr_matrix(fused, dtype=np.float32)
     fused.sort_indices()
     return fused
-
-
-def fixed(matrix: sp.spmatrix) -> FixedSparse:
-    return FixedSparse(to_torch_csr(matrix), to_torch_csr(sp.csr_matrix(matrix).T.tocsr()))
-
-
-def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Mean over rows of -log softmax_j(cos(a_i, b_j) / t) at j = i."""
-    logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / temperature
-    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
 
 
 def gate(dim: int) -> nn.Module:
@@ -105,10 +86,10 @@ class SMORE(Recommender):
                 raise ConfigError(f"model.{key} must be at most the number of items ({self.n_items}), got {k}")
         graphs = {n: item_graph({n: feats[n]}, k=ks[n], weights={n: 1.0}, binary=False, cache_dir=graph_cache_dir,
                                 backend=knn_backend) for n in names}
-        self.item_graphs = {n: fixed(g) for n, g in graphs.items()}
-        self.fusion_graph = fixed(max_fusion([graphs[n] for n in names]))
+        self.item_graphs = {n: fixed_operator(g) for n, g in graphs.items()}
+        self.fusion_graph = fixed_operator(max_fusion([graphs[n] for n in names]))
         self._ui_adj = FixedSparse(normalized_bipartite(dataset.graph))
-        self._r = fixed(normalized_interactions(dataset.graph))
+        self._r = fixed_operator(normalized_interactions(dataset.graph))
 
     def check_settings(self, names: list[str]) -> None:
         h = self.hparams
@@ -188,12 +169,9 @@ class SMORE(Recommender):
             reg = sum(e.norm(p=2) for e in batch)
         reg = self.hparams.reg_weight * reg / len(users)
         items = pos + self.n_users
-        cl = (info_nce(side[items], behaviour[items], self.hparams.temperature)
-              + info_nce(side[users], behaviour[users], self.hparams.temperature))
+        cl = (info_nce(side[items], behaviour[items], temperature=self.hparams.temperature)
+              + info_nce(side[users], behaviour[users], temperature=self.hparams.temperature))
         return bpr + reg + self.hparams.cl_weight * cl, {"bpr": bpr, "cl": cl}
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        decay, every = self.hparams.lr_decay, self.hparams.lr_decay_epochs
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: decay ** (epoch / every))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        return self.decaying(super().configure_optimizers(), self.hparams.lr_decay, self.hparams.lr_decay_epochs)
