@@ -28,11 +28,7 @@ from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
 from gnnrec.models.losses import info_nce
 from gnnrec.models.lightgcn import propagate_mean
-from gnnrec.models.modalities import ModalityProjections, frozen_item_graph, require_features
-
-
-def gate(dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, dim), nn.Sigmoid())
+from gnnrec.models.modalities import ModalityProjections, frozen_item_graph, gate, require_features
 
 
 class MGCN(Recommender):

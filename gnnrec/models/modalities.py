@@ -49,6 +49,11 @@ class ModalityProjections(nn.Module):
                 for n in self.names}
 
 
+def gate(dim: int) -> nn.Sequential:
+    """sigmoid(W x + b): the behaviour-driven gate MGCN and SMORE put on modality vectors."""
+    return nn.Sequential(nn.Linear(dim, dim), nn.Sigmoid())
+
+
 def frozen_item_graph(features: dict[str, np.ndarray], k: int, weights: dict | None, cache_dir: str | None,
                       binary: bool = True, backend: str = "exact") -> FixedSparse:
     """The fused kNN item graph (section 4 of the reference) as a constant sparse operator (``graph @ h``)."""

@@ -35,7 +35,7 @@ from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
 from gnnrec.models.losses import info_nce
 from gnnrec.models.lightgcn import propagate_mean
-from gnnrec.models.modalities import ModalityProjections, require_features
+from gnnrec.models.modalities import ModalityProjections, gate, require_features
 
 
 def max_fusion(graphs: list[sp.spmatrix]) -> sp.csr_matrix:
@@ -46,10 +46,6 @@ def max_fusion(graphs: list[sp.spmatrix]) -> sp.csr_matrix:
     fused = sp.csr_matrix(fused, dtype=np.float32)
     fused.sort_indices()
     return fused
-
-
-def gate(dim: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(dim, dim), nn.Sigmoid())
 
 
 class SMORE(Recommender):
