@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 
 from gnnrec.errors import GnnrecError
-from gnnrec.eval.metrics import topk_items
+from gnnrec.topk import topk_items
 
 EXCLUDE = ("known", "train", "none")
 

@@ -20,7 +20,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from gnnrec.config import dump_config
 from gnnrec.data import load_dataset
-from gnnrec.data.datamodule import RecDataModule
+from gnnrec.datamodule import RecDataModule
 from gnnrec.errors import Interrupted
 from gnnrec.eval import FullRankingEvaluator
 from gnnrec.models import build_model

@@ -98,7 +98,7 @@ def test_edges_file_errors_name_the_line(tmp_path):
 def test_augmented_triples_join_every_batch_and_optionally_the_graph(small_synthetic):
     import dataclasses
 
-    from gnnrec.data.datamodule import RecDataModule
+    from gnnrec.datamodule import RecDataModule
 
     triples = np.array([[u, (u + 5) % small_synthetic.n_items, (u + 9) % small_synthetic.n_items]
                         for u in range(0, 100)], dtype=np.int64)

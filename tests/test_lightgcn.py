@@ -48,8 +48,12 @@ def test_lightgcn_matches_pyg_lgconv(small_synthetic):
     torch.manual_seed(0)
     model = LightGCN(small_synthetic, embedding_dim=16, num_layers=2)
     users, items = model()
-    coo = bipartite_adjacency(small_synthetic.train).tocoo()
-    edge_index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    hetero = small_synthetic.to_pyg()  # PyG interop: the training graph as HeteroData
+    rates = hetero["user", "rates", "item"].edge_index
+    assert rates.shape[1] == small_synthetic.train.nnz and hetero["item"].num_nodes == small_synthetic.n_items
+    torch.testing.assert_close(hetero["item", "rated_by", "user"].edge_index, rates.flip(0))
+    shift = torch.tensor([[0], [small_synthetic.n_users]])  # one node space: users, then items
+    edge_index = torch.cat([rates + shift, (rates + shift).flip(0)], dim=1)
     conv = LGConv(normalize=True)
     x = torch.cat([model.user_emb.weight, model.item_emb.weight])
     layers = [x]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from gnnrec.data import interactions_to_csr
-from gnnrec.data.datamodule import shard_batches
+from gnnrec.data.sampler import shard_batches
 from gnnrec.data.sampler import BPRSampler
 from gnnrec.errors import DataError
 

@@ -2,9 +2,7 @@
 base recommender's top candidates. Result: at most one (user, positive, negative) triple per user."""
 from __future__ import annotations
 
-import csv
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -12,10 +10,8 @@ import torch
 
 from gnnrec.augment.parse import TitleMatcher, count_failures, parse_edge_answer
 from gnnrec.augment.prompts import numbered, render, user_histories
-from gnnrec.errors import DataError
-from gnnrec.eval.metrics import topk_items
-
-HEADER = ["user", "positive", "negative"]
+from gnnrec.data.augmented import read_edges, write_edges  # noqa: F401  (the file format)
+from gnnrec.topk import topk_items
 
 
 @torch.no_grad()
@@ -57,34 +53,3 @@ def augment_edges(lm, train: sp.csr_matrix, pools: np.ndarray, item_texts: list[
     report = {"users": train.shape[0], "triples": len(triples), "failures": count_failures(reasons),
               "picked_ranks_like_dislike": dict(positions.most_common(10))}
     return triples, report
-
-
-def write_edges(path: Path, triples: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(HEADER)
-        writer.writerows(triples.tolist())
-
-
-def read_edges(path: str | Path, n_users: int, n_items: int) -> np.ndarray:
-    """(m, 3) int64 triples from an edges CSV, checked against the dataset's id ranges."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("augmented edges file not found", path=path)
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header != HEADER:
-            raise DataError(f"header must be {','.join(HEADER)}, got {header}", path=path, line=1)
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                u, p, n = (int(x) for x in row)
-            except ValueError:
-                raise DataError(f"expected three integer ids, got {row}", path=path, line=line) from None
-            if not (0 <= u < n_users and 0 <= p < n_items and 0 <= n < n_items):
-                raise DataError(f"id out of range for this dataset ({n_users} users, {n_items} items): {row}",
-                                path=path, line=line)
-            rows.append((u, p, n))
-    return np.asarray(rows, dtype=np.int64).reshape(-1, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from gnnrec.data.augmented import read_edges
 from gnnrec.data.dataset import RecDataset, interactions_to_csr
 from gnnrec.data.readers import READERS, detect_format
 from gnnrec.data.readers.features import load_features
@@ -62,8 +63,6 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
         data.train, data.valid = holdout_valid(data.train, valid_ratio, seed)
         data.report["valid_carved_from_train"] = data.valid.nnz
     if augment and augment.get("edges"):
-        from gnnrec.augment.edges import read_edges
-
         data.augmented_edges = read_edges(augment["edges"], data.n_users, data.n_items)
         data.augment_graph = bool(augment.get("graph"))
     data = data.validate(drop_cold=drop_cold)

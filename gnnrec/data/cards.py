@@ -1,20 +1,12 @@
 """Dataset cards (``datasets/*.yaml``): check a local copy's files and statistics against what its card expects."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import yaml
 
 from gnnrec.errors import DataError
-
-
-def sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+from gnnrec.hashing import file_sha256
 
 
 def load_card(path: Path) -> dict:
@@ -34,7 +26,7 @@ def check_against_card(card: dict, folder: Path, stats: dict) -> list[str]:
         file = Path(folder) / name
         if not file.is_file():
             problems.append(f"{name}: missing")
-        elif sha256(file) != digest:
+        elif file_sha256(file) != digest:
             problems.append(f"{name}: sha256 differs from the card (file changed or corrupted)")
     for key, want in card["expected"].items():
         got = stats.get(key)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from gnnrec.data.cards import load_card, sha256
+from gnnrec.data.cards import load_card
+from gnnrec.hashing import file_sha256
 from gnnrec.errors import DataError, GnnrecError
 
 
@@ -39,7 +40,7 @@ def download(card_path: Path, out: Path, timeout: float = 30.0) -> dict[str, str
     got = {}
     for name, url in urls.items():
         target = out / name
-        if target.is_file() and sums.get(name) and sha256(target) == sums[name]:
+        if target.is_file() and sums.get(name) and file_sha256(target) == sums[name]:
             got[name] = sums[name]
             continue
         try:
@@ -48,7 +49,7 @@ def download(card_path: Path, out: Path, timeout: float = 30.0) -> dict[str, str
             raise GnnrecError(f"cannot download {url} ({getattr(exc, 'reason', exc)}). Without network access, fetch "
                               f"it by hand from {card.get('source', url)} into {out}/{name} and run this command again: "
                               "files already there that match the card's sha256 are kept, not fetched") from None
-        got[name] = sha256(target)
+        got[name] = file_sha256(target)
         if sums.get(name) and got[name] != sums[name]:
             target.unlink()
             raise DataError(f"sha256 {got[name]} differs from the card's {sums[name]}; the file was removed",

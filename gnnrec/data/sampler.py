@@ -43,3 +43,13 @@ class BPRSampler:
         order = rng.permutation(len(self.users))
         users, pos = self.users[order], self.pos[order]
         return np.stack([users, pos, self.sample_negatives(users, rng)])
+
+
+def shard_batches(n: int, batch_size: int, rank: int, world: int) -> list[slice]:
+    """Slices of this rank's part of each global batch; each part has the same size on every rank."""
+    out = []
+    for start in range(0, n, batch_size):
+        part = (min(start + batch_size, n) - start) // world
+        if part:
+            out.append(slice(start + rank * part, start + (rank + 1) * part))
+    return out

@@ -3,7 +3,6 @@ gnnrec reader) plus ``<name>_feat.json``, a manifest of how it was made. A run w
 model, template and input checksum) is skipped, so re-running an encode is free."""
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -11,20 +10,18 @@ from pathlib import Path
 import numpy as np
 
 from gnnrec.errors import DataError
+from gnnrec.hashing import sha256_hex
 
 
 def inputs_checksum(texts: list[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()
+    """Digest of the texts (or image stamps) an encode reads, each terminated by a NUL byte."""
+    return sha256_hex(texts, terminator=b"\0")
 
 
 def chunk_folder(folder: Path, name: str, manifest: dict) -> Path:
     """Where the finished chunks of an encode in progress live, keyed by what is being encoded."""
     key = json.dumps({k: manifest.get(k) for k in ("model", "template", "inputs_sha256", "items")}, sort_keys=True)
-    return Path(folder) / f".{name}_chunks_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return Path(folder) / f".{name}_chunks_{sha256_hex([key])[:16]}"
 
 
 def encode_resumably(work: Path, n: int, encode_range, chunk: int = 2048) -> tuple[np.ndarray, int]:

@@ -8,7 +8,6 @@ that sum to 1.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -18,8 +17,9 @@ import scipy.sparse as sp
 import torch
 
 from gnnrec.errors import ConfigError, DataError
+from gnnrec.hashing import sha256_hex
 from gnnrec.graphs.adjacency import sym_normalize
-from gnnrec.eval.metrics import topk_items
+from gnnrec.topk import topk_items
 
 log = logging.getLogger(__name__)
 GRAPH_VERSION = 1  # part of the cache key: bump when the construction changes
@@ -135,14 +135,11 @@ def check_weights(names: list[str], weights: dict[str, float] | None) -> dict[st
 
 
 def cache_key(features: dict[str, np.ndarray], params: dict) -> str:
-    digest = hashlib.sha256()
-    digest.update(repr(sorted(params.items())).encode())
-    digest.update(str(GRAPH_VERSION).encode())
+    parts = [repr(sorted(params.items())), str(GRAPH_VERSION)]
     for name in sorted(features):
-        arr = np.ascontiguousarray(features[name])
-        digest.update(f"{name}|{arr.shape}|{arr.dtype}".encode())
-        digest.update(arr.tobytes())
-    return digest.hexdigest()[:24]
+        arr = np.asarray(features[name])
+        parts += [f"{name}|{arr.shape}|{arr.dtype}", arr]
+    return sha256_hex(parts)[:24]
 
 
 def save_npz_atomic(path: Path, matrix: sp.spmatrix) -> None:

@@ -5,10 +5,11 @@ stopped and a rerun costs nothing. A truncated last line (a run killed mid-write
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
+
+from gnnrec.hashing import sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 def prompt_key(model: str, messages: list[dict], settings: dict) -> str:
     payload = json.dumps({"model": model, "messages": messages, "settings": settings}, sort_keys=True,
                          ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return sha256_hex([payload])
 
 
 class AnswerCache:

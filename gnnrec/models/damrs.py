@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
-from gnnrec.eval.metrics import topk_items
+from gnnrec.topk import topk_items
 from gnnrec.graphs.adjacency import fixed_operator, normalized_bipartite, sym_normalize
 from gnnrec.graphs.knn import cache_key, normalize_rows
 from gnnrec.graphs.spmm import FixedSparse

@@ -16,18 +16,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from gnnrec.data.dataset import RecDataset
-from gnnrec.data.sampler import BPRSampler
+from gnnrec.data.sampler import BPRSampler, shard_batches
 from gnnrec.eval.evaluator import FullRankingEvaluator
-
-
-def shard_batches(n: int, batch_size: int, rank: int, world: int) -> list[slice]:
-    """Slices of this rank's part of each global batch; each part has the same size on every rank."""
-    out = []
-    for start in range(0, n, batch_size):
-        part = (min(start + batch_size, n) - start) // world
-        if part:
-            out.append(slice(start + rank * part, start + (rank + 1) * part))
-    return out
 
 
 class RecDataModule(L.LightningDataModule):
