@@ -190,54 +190,20 @@ def cmd_graph_build(args) -> None:
 
 
 def encode_inputs(args, template: str | None) -> tuple[list[str], list[str], str, str]:
-    """``(texts, item ids, source, template)`` from an ``--items`` id,text table or a dataset's metadata
-    (``template`` None: ids only)."""
-    if args.items:
-        from gnnrec.data.readers.items import read_item_texts
+    from gnnrec.encoders.pipeline import encode_inputs as inputs
 
-        ids, texts = read_item_texts(args.items)
-        return texts, [str(i) for i in ids], str(args.items), "{text}"
-    if not args.data:
-        raise GnnrecError("give a dataset folder or --items TABLE")
-    from gnnrec.data import load_dataset
-    from gnnrec.encoders.text import render_texts
-
-    data = load_dataset(args.data, format=args.format, valid_ratio=0.0, drop_cold=False)
-    column = data.item_info.get(getattr(args, "id_field", "item_id"))
-    ids = [str(i) for i in column] if column is not None else [str(i) for i in range(data.n_items)]
-    return (render_texts(data, template) if template else ids), ids, str(args.data), template
+    return inputs(args.data, args.items, template, args.format, getattr(args, "id_field", "item_id"))
 
 
 def encode_to_store(args, manifest: dict, run) -> None:
-    """Skip when the store already holds this exact encoding; else time ``run(resume) -> (features, notes)`` and
-    save. ``resume(encode_range)`` computes the rows in chunks saved as they finish, so a rerun of an interrupted
-    encode continues where it stopped."""
-    import shutil
-    import time
+    from gnnrec.encoders.pipeline import encode_to_store as encode
 
-    from gnnrec.encoders.store import chunk_folder, encode_resumably, is_current, save
-
-    if is_current(args.out, args.name, manifest) and not args.force:
+    done = encode(args.out, args.name, manifest, run, args.force)
+    if done["skipped"]:
         print(f"{args.name}: already encoded in {args.out} with the same model, template and inputs (use --force)")
         return
-    work, n, resumed = chunk_folder(args.out, args.name, manifest), manifest["items"], [0]
-    if args.force and work.exists():
-        shutil.rmtree(work)
-
-    def resume(encode_range):
-        rows, resumed[0] = encode_resumably(work, n, encode_range)
-        if resumed[0]:
-            print(f"resumed: {resumed[0]} of {n} rows were encoded by an interrupted run")
-        return rows
-
-    start = time.perf_counter()
-    features, notes = run(resume)
-    seconds = time.perf_counter() - start
-    done = n - resumed[0]
-    manifest.update(seconds=round(seconds, 2), items_per_second=round(done / seconds, 1), **notes)
-    path = save(args.out, args.name, features, manifest)
-    shutil.rmtree(work, ignore_errors=True)
-    print(f"encoded {done} items in {seconds:.1f} s ({done / seconds:.0f} items/s), {features.shape[1]}-d -> {path}")
+    print(f"encoded {done['encoded']} items in {done['seconds']:.1f} s ({done['encoded'] / done['seconds']:.0f} "
+          f"items/s), {done['dim']}-d -> {done['path']}")
 
 
 def cmd_encode_text(args) -> None:

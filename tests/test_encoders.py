@@ -122,3 +122,24 @@ def test_an_interrupted_encode_resumes_at_the_first_missing_chunk(tmp_path):
     assert calls == [4, 6] and resumed == 4 and rows[:, 0].tolist() == list(range(7))
     other = chunk_folder(tmp_path, "text", {"model": "m", "template": "t", "inputs_sha256": "y", "items": 7})
     assert other != work  # changed inputs never reuse chunks
+
+
+def test_encode_pipeline_is_one_python_call_that_skips_current_stores(tmp_path):
+    import numpy as np
+
+    from gnnrec.encoders.pipeline import encode_inputs, encode_to_store
+
+    texts, ids, source, template = encode_inputs("synthetic", template="{title}")
+    assert len(texts) == len(ids) == 1000 and source == "synthetic" and " video #0" in texts[0]
+    calls = []
+
+    def run(resume):
+        calls.append(1)
+        return resume(lambda a, b: np.ones((b - a, 3), np.float32) * np.arange(a, b)[:, None]), {}
+
+    manifest = {"modality": "toy", "model": "fake", "template": template, "items": len(texts), "inputs_sha256": "x"}
+    first = encode_to_store(tmp_path, "toy", dict(manifest), run)
+    assert not first["skipped"] and first["encoded"] == 1000 and first["dim"] == 3
+    assert np.load(tmp_path / "toy_feat.npy")[5].tolist() == [5.0, 5.0, 5.0]
+    assert encode_to_store(tmp_path, "toy", dict(manifest), run) == {"skipped": True} and len(calls) == 1
+    assert not encode_to_store(tmp_path, "toy", dict(manifest), run, force=True)["skipped"] and len(calls) == 2
