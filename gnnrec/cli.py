@@ -1,4 +1,5 @@
-"""Command line: ``gnnrec train | search | augment | evaluate | recommend | expressiveness | encode | graph | data``."""
+"""Command line: ``gnnrec train | search | augment | evaluate | recommend | export | serve | expressiveness | encode |
+graph | data``."""
 from __future__ import annotations
 
 import argparse
@@ -88,6 +89,24 @@ def cmd_recommend(args) -> None:
         for rank, (item, score) in enumerate(zip(r["items"], r["scores"]), 1):
             title = f"  {titles[item_index[item]]}" if titles is not None else ""
             print(f"{rank:>3}. item {item:<10} score {score:.4f}{title}")
+
+
+def cmd_export(args) -> None:
+    from gnnrec.serving.export import export_run
+
+    m = export_run(args.checkpoint, args.out, index=args.index, overrides=list(args.overrides),
+                   recall_k=args.recall_k, recall_users=args.recall_users)
+    print(f"exported {m['model']} on {m['dataset']}: {m['n_users']} users, {m['n_items']} items, dim {m['dim']} "
+          f"-> {args.out}")
+    if "recall" in m["index"]:
+        r = m["index"]["recall"]
+        print(f"{m['index']['type']} index recall@{r['k']} vs exact scoring: {r['value']:.4f} ({r['users']} users)")
+
+
+def cmd_serve(args) -> None:
+    from gnnrec.serving.server import serve
+
+    serve(args.export, host=args.host, port=args.port)
 
 
 def cmd_data_info(args) -> None:
@@ -371,6 +390,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="items to leave out: all the user's known interactions (default), train only, or none")
     p.add_argument("--out", help="write a TSV (user, rank, item, score) instead of printing")
     p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("export", help="a run's final embeddings, original ids, known items and ANN index, for serving",
+                       description="Write OUT with user_emb.npy and item_emb.npy (float32, one forward pass), the "
+                                   "original id maps, the known items (hidden at query time), config, metrics, an "
+                                   "optional FAISS index with its measured recall, and manifest.json (sha256 of "
+                                   "every file). Only models that score by dot product (not GTE).")
+    p.add_argument("checkpoint", help="a .ckpt written by gnnrec train, or its run folder")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.source=NEW_PLACE for moved data")
+    p.add_argument("--out", required=True, help="export folder")
+    p.add_argument("--index", choices=["exact", "hnsw", "none"], default="hnsw",
+                   help="FAISS index over item embeddings (default hnsw); none: exact numpy scoring at query time")
+    p.add_argument("--recall-k", type=int, default=20, help="K of the index's recall check against exact scoring")
+    p.add_argument("--recall-users", type=int, default=1000, help="users sampled for the recall check")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="HTTP service over an export (needs the serve extra)",
+                       description="GET /health, POST /recommend {user, k, exclude_seen, items}, POST /similar-items "
+                                   "{item, k}; original ids; the export is loaded once at start-up.")
+    p.add_argument("export", help="a folder written by gnnrec export")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("expressiveness", help="graph, node and link-level expressiveness next to accuracy",
                        description="Topological closeness on the run's data, node automorphism on its user-item "

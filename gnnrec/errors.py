@@ -25,6 +25,10 @@ class ConfigError(GnnrecError, ValueError):
     """A configuration key or value is invalid; the message names the key."""
 
 
+class UnknownIdError(GnnrecError, LookupError):
+    """A user or item id that the dataset (or export) does not have; the message names it."""
+
+
 class Interrupted(GnnrecError):
     """The run was stopped by a signal (a scheduler's SIGTERM); the message says how to resume."""
 

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from gnnrec.errors import GnnrecError
+from gnnrec.errors import GnnrecError, UnknownIdError
 from gnnrec.topk import topk_items
 
 EXCLUDE = ("known", "train", "none")
@@ -24,14 +24,23 @@ def original_ids(dataset, kind: str) -> np.ndarray:
     return np.array([str(x) for x in column], dtype=object) if column is not None else np.arange(n).astype(str).astype(object)
 
 
-def to_internal(dataset, kind: str, ids) -> np.ndarray:
-    """Internal ids of the given original ids; an unknown id is an error naming it."""
-    lookup = {v: i for i, v in enumerate(original_ids(dataset, kind))}
-    missing = [str(x) for x in ids if str(x) not in lookup]
+def id_index(ids) -> dict:
+    """Original id -> internal id, built once per id list (a server keeps it for its lifetime)."""
+    return {str(v): i for i, v in enumerate(ids)}
+
+
+def lookup(index: dict, kind: str, ids, where: str) -> np.ndarray:
+    """Internal ids of the given original ids in ``index``; an unknown id is an error naming it."""
+    missing = [str(x) for x in ids if str(x) not in index]
     if missing:
-        raise GnnrecError(f"unknown {kind} id(s) {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
-                          f"in dataset '{dataset.name}' ({len(lookup)} {kind}s)")
-    return np.array([lookup[str(x)] for x in ids], dtype=np.int64)
+        raise UnknownIdError(f"unknown {kind} id(s) {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
+                             f"in {where} ({len(index)} {kind}s)")
+    return np.array([index[str(x)] for x in ids], dtype=np.int64)
+
+
+def to_internal(dataset, kind: str, ids) -> np.ndarray:
+    """Internal ids of the given original ids of ``dataset``."""
+    return lookup(id_index(original_ids(dataset, kind)), kind, ids, f"dataset '{dataset.name}'")
 
 
 def known_items(dataset, exclude: str) -> sp.csr_matrix | None:

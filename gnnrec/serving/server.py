@@ -1,0 +1,86 @@
+"""HTTP service over an export (FastAPI + uvicorn, the ``serve`` extra): loaded once, answers with original ids.
+
+Errors are JSON ``{"detail": ...}``: an unknown user or item is 404; a bad k or a malformed body is 422
+(pydantic validates the request models before any handler runs).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from gnnrec.errors import GnnrecError, UnknownIdError
+from gnnrec.serving.export import Export
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel, ConfigDict, Field
+except ImportError:  # pragma: no cover - the message is the point
+    raise GnnrecError("serving needs the serve extra: pip install 'gnnrec[serve]'") from None
+
+
+class Query(BaseModel):
+    # ids may come as JSON numbers (MovieLens "196"): they are matched as strings
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class RecommendRequest(Query):
+    user: str
+    k: int = Field(10, ge=1)
+    exclude_seen: bool = True
+    items: list[str] | None = Field(None, min_length=1, description="allow-list of original item ids")
+
+
+class SimilarRequest(Query):
+    item: str
+    k: int = Field(10, ge=1)
+
+
+class Recommendation(BaseModel):
+    user: str
+    items: list[str]
+    scores: list[float]
+
+
+class Similar(BaseModel):
+    item: str
+    items: list[str]
+    scores: list[float]
+
+
+def create_app(export: Export | str | Path) -> FastAPI:
+    """The app over ``export`` (an Export or its folder, loaded here, once)."""
+    export = export if isinstance(export, Export) else Export.load(export)
+    m = export.manifest
+    app = FastAPI(title="gnnrec", description=f"{m['model']} on {m['dataset']}")
+
+    @app.exception_handler(UnknownIdError)
+    async def unknown_id(request: Request, exc: UnknownIdError):
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    @app.exception_handler(GnnrecError)
+    async def bad_request(request: Request, exc: GnnrecError):
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": m["model"], "dataset": m["dataset"], "users": m["n_users"],
+                "items": m["n_items"], "index": m["index"]["type"]}
+
+    @app.post("/recommend")
+    def recommend(req: RecommendRequest) -> Recommendation:
+        return export.recommend([req.user], req.k, req.exclude_seen, req.items)[0]
+
+    @app.post("/similar-items")
+    def similar_items(req: SimilarRequest) -> Similar:
+        return export.similar_items(req.item, req.k)
+
+    return app
+
+
+def serve(folder, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Load the export and serve it with uvicorn until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise GnnrecError("serving needs the serve extra: pip install 'gnnrec[serve]'") from None
+    uvicorn.run(create_app(folder), host=host, port=port, log_level=log_level)
