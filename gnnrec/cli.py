@@ -340,6 +340,12 @@ def cmd_augment(args) -> None:
     print(f"written: {report['file']}")
 
 
+def run_arguments(p) -> None:
+    """The trained run a command reads, and overrides for it (moved data)."""
+    p.add_argument("checkpoint", help="a .ckpt written by gnnrec train, or its run folder")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.source=NEW_PLACE for moved data")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnnrec", description="Graph-based multimodal recommendation.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -371,8 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("evaluate", help="full-ranking metrics of a trained checkpoint")
-    p.add_argument("checkpoint", help="a .ckpt written by gnnrec train, or its run folder")
-    p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.source=NEW_PLACE for moved data")
+    run_arguments(p)
     p.add_argument("--split", choices=["valid", "test", "both"], default="both")
     p.add_argument("--protocol", choices=["strict", "mmrec"], help="default: the run's eval.protocol")
     p.add_argument("--output", help="also write the metrics as JSON to this file")
@@ -381,8 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="top-K unseen items for users, with the dataset's own ids",
                        description="Rank every item for the given users (or --all, into --out) with a trained "
                                    "run and print or write the top K, hiding items the users already have.")
-    p.add_argument("checkpoint", help="a .ckpt written by gnnrec train, or its run folder")
-    p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.source=NEW_PLACE for moved data")
+    run_arguments(p)
     p.add_argument("--user", action="append", default=[], help="the dataset's own user id (repeat, or comma-separate)")
     p.add_argument("--all", action="store_true", help="every user (best with --out)")
     p.add_argument("--k", type=int, default=10)
@@ -396,8 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "original id maps, the known items (hidden at query time), config, metrics, an "
                                    "optional FAISS index with its measured recall, and manifest.json (sha256 of "
                                    "every file). Only models that score by dot product (not GTE).")
-    p.add_argument("checkpoint", help="a .ckpt written by gnnrec train, or its run folder")
-    p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.source=NEW_PLACE for moved data")
+    run_arguments(p)
     p.add_argument("--out", required=True, help="export folder")
     p.add_argument("--index", choices=["exact", "hnsw", "none"], default="hnsw",
                    help="FAISS index over item embeddings (default hnsw); none: exact numpy scoring at query time")
