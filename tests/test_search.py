@@ -98,3 +98,15 @@ def test_search_with_seed_in_grid_writes_the_mean_table(tmp_path, capsys):
     md = (tmp_path / "s" / "results.md").read_text()
     assert "Mean over seeds" in md and md.count("<-") == 3  # the selected setting's two runs and its mean row
     assert "mean of seeds [1, 2]" in capsys.readouterr().out
+
+
+def test_overrides_may_follow_options(tmp_path, capsys):
+    """`gnnrec search CONFIG --random 1 key=value` (overrides after an option) parses; unknown words still fail."""
+    config = tmp_path / "s.yaml"
+    config.write_text("model:\n  name: mf\nsearch:\n  grid:\n    optim.lr: [0.01, 0.02]\n")
+    assert main(["search", str(config), "--random", "1", *SMALL, "train.max_epochs=1", f"output.dir={tmp_path}",
+                 "output.name=s"]) == 0
+    rows = json.loads((tmp_path / "s" / "results.json").read_text())["rows"]
+    assert len(rows) == 1
+    with pytest.raises(SystemExit):
+        main(["search", str(config), "--random", "1", "not-an-override"])
