@@ -39,9 +39,25 @@ class AugmentData(Section):
     graph: bool = False
 
 
+class DataColumns(Section):
+    """Columns of a generic interaction file (`data.format: table`): header names, or 0-based positions
+    (ints; required without a header, where user/item default to the first two fields)."""
+    user: str | NonNegative = "user"
+    item: str | NonNegative = "item"
+    timestamp: str | NonNegative | None = None
+    rating: str | NonNegative | None = None
+    split: str | NonNegative | None = None  # train/valid/test or 0/1/2; without it the log is split by data.split
+    weight: str | NonNegative | None = None  # checked to be numeric, then ignored (interactions are binary)
+
+
 class DataSection(Section):
-    source: str = "synthetic"  # "synthetic" or a dataset folder
-    format: str = "auto"  # auto | mmrec | lightgcn | pickle | lattice | recbole (checked by the reader registry)
+    source: str = "synthetic"  # "synthetic", a dataset folder, or a file (.inter, .csv, .tsv, .parquet)
+    format: str = "auto"  # auto | mmrec | lightgcn | pickle | lattice | recbole | table (the reader registry)
+    name: str | None = None  # which <name>.inter of a folder holding several datasets
+    columns: DataColumns = DataColumns()  # format table: which columns hold user, item, ...
+    header: bool = True  # format table: the first line names the columns
+    separator: str | None = None  # format table: None = from the extension (.csv ",", .tsv tab, else whitespace)
+    rating_threshold: float | None = None  # format table: keep rows with rating >= this (implicit feedback)
     split: SplitSection = SplitSection()  # for unsplit logs
     kcore: Positive | None = None
     valid_ratio: Share = 0.1  # share of train held out per user when a dataset has no valid split

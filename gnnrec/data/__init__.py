@@ -8,6 +8,7 @@ from gnnrec.data.augmented import read_edges
 from gnnrec.data.dataset import RecDataset, interactions_to_csr
 from gnnrec.data.readers import READERS, detect_format
 from gnnrec.data.readers.features import load_features
+from gnnrec.data.readers.generic import DEFAULT_COLUMNS
 from gnnrec.data.scaling import FEATURE_NORMS, fill_zero_rows, standardize_all
 from gnnrec.data.split import Interactions, holdout_valid
 from gnnrec.data.synthetic import make_synthetic
@@ -22,7 +23,9 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
                  kcore: int | None = None, valid_ratio: float = 0.1, drop_cold: bool = True,
                  modalities: list[str] | None = None, synthetic: dict | None = None, seed: int = 999,
                  feature_dirs: list[str] | None = None, augment: dict | None = None,
-                 feature_norm: str = "none", feature_fill: str = "none") -> RecDataset:
+                 feature_norm: str = "none", feature_fill: str = "none", name: str | None = None,
+                 columns: dict | None = None, header: bool = True, separator: str | None = None,
+                 rating_threshold: float | None = None) -> RecDataset:
     """Load (or generate) a dataset and give it a train/valid/test split.
 
     Unsplit logs (RecBole) are k-core filtered and split by ``split`` (``method`` mmrec/random/temporal);
@@ -31,17 +34,37 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
     features (one row per user). ``augment`` (``edges``, ``graph``) attaches LLM-made triples.
     ``feature_fill`` (none | mean) gives all-zero feature rows (items without content) the mean of the
     others; ``feature_norm`` (none | zscore | l2) then scales every feature table.
+    ``name`` picks ``<name>.inter`` in a folder of several datasets; ``columns``, ``header``, ``separator`` and
+    ``rating_threshold`` describe a generic interaction file (format ``table``).
     """
     if feature_norm not in FEATURE_NORMS:  # checked before any file is read
         raise ConfigError(f"data.feature_norm must be one of {FEATURE_NORMS}, got '{feature_norm}'")
     if str(source) == "synthetic":
         data = make_synthetic(**(synthetic or {}))
     else:
-        fmt = detect_format(source) if format == "auto" else format
+        fmt = detect_format(source, name) if format == "auto" else format
         if fmt not in READERS:
             raise ConfigError(f"data.format must be 'auto' or one of {sorted(READERS)}, got '{format}'")
+        table_opts = {"columns": columns, "header": header, "separator": separator,
+                      "rating_threshold": rating_threshold}
+        if fmt != "table":
+            set_opts = [k for k, v in table_opts.items()
+                        if v != {"columns": None, "header": True, "separator": None, "rating_threshold": None}[k]
+                        and not (k == "columns" and v == DEFAULT_COLUMNS)]
+            if set_opts:
+                raise ConfigError(f"data.{', data.'.join(set_opts)} apply to data.format=table only; "
+                                  f"this dataset is read as '{fmt}'")
+        if name is not None and fmt not in ("mmrec", "recbole"):
+            raise ConfigError(f"data.name picks a .inter file (mmrec, recbole); this dataset is read as '{fmt}'")
         reader = READERS[fmt]
-        data = reader(Path(source), modalities) if fmt == "mmrec" else reader(Path(source))
+        if fmt == "mmrec":
+            data = reader(Path(source), modalities, name=name)
+        elif fmt == "recbole":
+            data = reader(Path(source), name=name)
+        elif fmt == "table":
+            data = reader(Path(source), **table_opts)
+        else:
+            data = reader(Path(source))
         if modalities is not None and fmt != "mmrec":
             data.features = {k: v for k, v in data.features.items() if k in modalities}
     if isinstance(data, Interactions):

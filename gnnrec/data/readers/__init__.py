@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gnnrec.data.readers.generic import AUTO_SUFFIXES, SUFFIXES as TABLE_SUFFIXES, read_generic
 from gnnrec.data.readers.lattice import read_lattice
 from gnnrec.data.readers.lightgcn import read_lightgcn
-from gnnrec.data.readers.mmrec import read_mmrec
+from gnnrec.data.readers.mmrec import find_inter_file, read_mmrec
 from gnnrec.data.readers.pickled import NAMES as PICKLE_NAMES, read_pickled
 from gnnrec.data.readers.recbole import read_recbole
 from gnnrec.errors import DataError
@@ -16,24 +17,39 @@ READERS = {
     "pickle": read_pickled,
     "lattice": read_lattice,
     "recbole": read_recbole,
+    "table": read_generic,
 }
 
 
-def detect_format(folder: Path) -> str:
+def inter_kind(path: Path) -> str:
+    header = path.open(encoding="utf-8").readline()
+    return "recbole" if ":token" in header or ":float" in header else "mmrec"
+
+
+def detect_format(folder: Path, name: str | None = None) -> str:
+    """The format of a dataset folder, or of a single file (``.inter``; ``.csv``/``.tsv``/``.parquet``: table)."""
     folder = Path(folder)
     if not folder.exists():
         raise DataError("dataset folder not found", path=folder)
-    if not folder.is_dir():
-        raise DataError("expected a dataset folder", path=folder)
+    if folder.is_file():
+        if folder.suffix == ".inter":
+            return inter_kind(folder)
+        if folder.suffix.lower() in AUTO_SUFFIXES:
+            return "table"
+        raise DataError("cannot tell the format of this file: set data.format (table reads any delimited "
+                        "interaction file)", path=folder)
     inter = sorted(folder.glob("*.inter"))
     if inter:
-        header = inter[0].open(encoding="utf-8").readline()
-        return "recbole" if ":token" in header or ":float" in header else "mmrec"
+        return inter_kind(find_inter_file(folder, name) if name is not None else inter[0])
     if (folder / "train.txt").is_file():
         return "lightgcn"
     if (folder / "train.json").is_file():
         return "lattice"
     if any((folder / n).is_file() for n in PICKLE_NAMES["train"]):
         return "pickle"
+    if any(p.suffix.lower() in AUTO_SUFFIXES for p in folder.iterdir()):
+        return "table"
     raise DataError("cannot tell the dataset format: expected a .inter file (MMRec or RecBole), train.txt "
-                    "(LightGCN), train.json (LATTICE) or trnMat.pkl/train_mat.pkl", path=folder)
+                    "(LightGCN), train.json (LATTICE), trnMat.pkl/train_mat.pkl, or .csv/.tsv/.parquet "
+                    f"interaction files (other text files: data.format=table, readable: {', '.join(TABLE_SUFFIXES)})",
+                    path=folder)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -37,4 +38,5 @@ def read_lattice(folder: Path) -> RecDataset:
     n_users = max(int(u.max(initial=-1)) for u, _ in pairs) + 1
     n_items = max([int(i.max(initial=-1)) + 1 for _, i in pairs] + [f.shape[0] for f in features.values()])
     mats = [interactions_to_csr(u, i, (n_users, n_items)) for u, i in pairs]
-    return RecDataset(folder.name, *mats, features=features, source=str(folder))
+    name = folder.resolve().parent.name if re.fullmatch(r"\d+-core", folder.name) else folder.name  # data/sports/5-core
+    return RecDataset(name, *mats, features=features, source=str(folder))

@@ -13,16 +13,34 @@ from gnnrec.errors import DataError
 USER, ITEM, LABEL = "userID", "itemID", "x_label"
 
 
-def find_inter_file(folder: Path) -> Path:
-    files = sorted(Path(folder).glob("*.inter"))
-    if len(files) != 1:
-        raise DataError(f"expected exactly one .inter file, found {[f.name for f in files]}", path=folder)
-    return files[0]
+def find_inter_file(source: Path, name: str | None = None) -> Path:
+    """The ``.inter`` file of a dataset: ``source`` itself, ``<name>.inter`` in the folder, or the folder's only one."""
+    source = Path(source)
+    if source.is_file():
+        if source.suffix != ".inter":
+            raise DataError("expected a .inter file or a folder holding one", path=source)
+        if name is not None and source.stem != name:
+            raise DataError(f"data.name is '{name}' but data.source is the file {source.name}", path=source)
+        return source
+    if not source.is_dir():
+        raise DataError("dataset file or folder not found", path=source)
+    files = sorted(source.glob("*.inter"))
+    if name is not None:
+        path = source / f"{name}.inter"
+        if not path.is_file():
+            raise DataError(f"no {name}.inter (data.name) here; found {[f.name for f in files]}", path=source)
+        return path
+    if len(files) == 1:
+        return files[0]
+    if not files:
+        raise DataError("no .inter file in this folder", path=source)
+    raise DataError(f"several datasets here: {[f.stem for f in files]}; pick one with data.name=<name> "
+                    "or point data.source at its .inter file", path=source)
 
 
-def read_mmrec(folder: Path, modalities: list[str] | None = None) -> RecDataset:
-    folder = Path(folder)
-    path = find_inter_file(folder)
+def read_mmrec(source: Path, modalities: list[str] | None = None, name: str | None = None) -> RecDataset:
+    path = find_inter_file(source, name)
+    folder = path.parent
     head, rows, first = read_rows(path, "\t", header=True)
     for col in (USER, ITEM, LABEL):
         if col not in head:

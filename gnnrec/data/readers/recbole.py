@@ -60,12 +60,10 @@ def attach_info(table: dict[str, np.ndarray], key: str, vocab: np.ndarray, path:
     return info
 
 
-def read_recbole(folder: Path) -> Interactions:
-    folder = Path(folder)
-    inters = sorted(folder.glob("*.inter"))
-    if len(inters) != 1:
-        raise DataError(f"expected exactly one .inter file, found {[f.name for f in inters]}", path=folder)
-    path = inters[0]
+def read_recbole(source: Path, name: str | None = None) -> Interactions:
+    from gnnrec.data.readers.mmrec import find_inter_file
+
+    path = find_inter_file(source, name)
     table, first = read_atomic(path)
     for key in ("user_id", "item_id"):
         if key not in table:
