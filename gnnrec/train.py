@@ -244,13 +244,14 @@ def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
                           f"{last}. Resume in the same run folder with: gnnrec train {run_dir / 'config.yaml'} "
                           f"train.resume={last}") from None
     best = checkpoint.best_model_path or None
+    best_epoch = torch.load(best, map_location="cpu", weights_only=False)["epoch"] + 1 if best else None
+    model.evaluated_epoch = best_epoch
     try:
         valid = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
     except SIGTERMException:
         raise Interrupted(f"stopped by SIGTERM while evaluating the best checkpoint (training had finished); "
                           f"no metrics.json was written. Evaluate it with: gnnrec evaluate {run_dir}") from None
-    best_epoch = torch.load(best, map_location="cpu", weights_only=False)["epoch"] + 1 if best else None
     metrics = run_metrics(cfg, dataset, strip_prefix(valid, "valid/"), strip_prefix(test, "test/"), best_epoch,
                           trainer.current_epoch, mean(timer.seconds), best, mean(timer.eval_seconds))
     if trainer.is_global_zero:

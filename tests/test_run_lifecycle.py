@@ -109,3 +109,18 @@ def test_importing_gnnrec_changes_no_process_wide_setting():
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_metrics_csv_counts_epochs_as_the_console_does(tmp_path):
+    import csv
+
+    from gnnrec.config import load_config
+    from gnnrec.train import train
+
+    m = train(load_config(None, [*SMALL, "model.name=mf", "train.max_epochs=3", f"output.dir={tmp_path}"])).metrics
+    rows = list(csv.DictReader(open(next(tmp_path.glob("*/logs/metrics.csv")))))
+    valid = [r for r in rows if r["valid/recall@20"] and not r["test/recall@20"]]
+    test = [r for r in rows if r["test/recall@20"]]
+    assert sorted({float(r["epoch"]) for r in rows if r["train/loss"]}) == [1.0, 2.0, 3.0]  # 1-based, as printed
+    assert float(test[0]["epoch"]) == m["best_epoch"]  # the final test row is the best epoch's
+    assert float(valid[-1]["valid/recall@20"]) == pytest.approx(m["valid"]["recall@20"])

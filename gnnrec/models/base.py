@@ -88,9 +88,15 @@ class Recommender(L.LightningModule):
         loss, parts = self.loss(users, pos, neg)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(users),
                  sync_dist=True)
+        self.log("epoch", float(self.logged_epoch()), on_step=False, on_epoch=True, batch_size=len(users))
         for name, value in parts.items():
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(users), sync_dist=True)
         return loss
+
+    def logged_epoch(self) -> int:
+        """The 1-based epoch a metrics.csv row belongs to, as the console's "best epoch N" counts: the epoch in
+        training, the best checkpoint's epoch for the final evaluation (``evaluated_epoch``)."""
+        return getattr(self, "evaluated_epoch", None) or self.current_epoch + 1
 
     def on_save_checkpoint(self, checkpoint):
         if getattr(self, "gnnrec_config", None) is not None:  # lets `gnnrec evaluate` rebuild data and model
@@ -129,6 +135,7 @@ class Recommender(L.LightningModule):
         values = ev.finalize(total)
         self.log_dict({f"{split}/{k}": float(v) for k, v in values.items()}, sync_dist=False,  # "users": evaluated
                       rank_zero_only=False)
+        self.log("epoch", float(self.logged_epoch()), sync_dist=False, rank_zero_only=False)
         self._scorer, self._sums = None, None
 
     def on_validation_epoch_start(self):
