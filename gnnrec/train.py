@@ -98,6 +98,15 @@ def portable(cfg: dict) -> dict:
     return cfg
 
 
+def describe_data(dataset) -> str:
+    """The statistics a run trains on, after filtering and validation carving (printed at the start)."""
+    st = dataset.stats()
+    carved = dataset.report.get("valid_carved_from_train")
+    return (f"data {st['name']}: {st['users']} users, {st['items']} items; interactions train {st['train']}, "
+            f"valid {st['valid']}{' (carved from train)' if carved else ''}, test {st['test']}; "
+            f"features {st['features'] or 'none'}")
+
+
 def loggers(run_dir: Path) -> list:
     out = [CSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=1)]  # written every epoch
     try:
@@ -214,6 +223,7 @@ def train(cfg: dict) -> RunResult:
 def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     dataset = dataset_from_config(cfg)
+    log.info("%s", describe_data(dataset))
     model = model_from_config(cfg, dataset)
     if not model.trainable:
         return evaluate_only(cfg, run_dir, dataset, model)

@@ -96,6 +96,7 @@ def test_console_shows_each_validation_and_no_lightning_clutter(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-2000:]
     assert "epoch 1: valid/recall@20" in out and "epoch 2: valid/recall@20" in out
+    assert "data synthetic: 300 users, 200 items; interactions train " in out  # what the run trains on
     for clutter in ("Loaded model weights", "Restoring states", "Tip:", "LeafSpec"):
         assert clutter not in out, clutter
 
