@@ -153,6 +153,27 @@ def cmd_data_ingest(args) -> None:
           f"{report['duplicates_dropped']} duplicates dropped, {skipped} malformed lines skipped -> {args.out}")
 
 
+def data_settings(source: str, overrides: list[str]) -> dict:
+    """``load_dataset`` arguments from SOURCE and ``key=value`` data settings (``data.`` optional, as ``train``)."""
+    from gnnrec.config import load_config
+
+    keys = [o if o.split("=", 1)[0] == "seed" or o.startswith("data.") else f"data.{o}" for o in overrides]
+    cfg = load_config(None, [f"data.source={source}", *keys])
+    return {"seed": cfg["seed"], **cfg["data"]}
+
+
+def cmd_data_convert(args) -> None:
+    from gnnrec.data import load_dataset
+    from gnnrec.data.convert import to_mmrec
+
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise GnnrecError(f"data settings are key=value (e.g. format=lightgcn), got {' '.join(bad)}")
+    written = to_mmrec(load_dataset(**data_settings(args.source, list(args.overrides))), args.out, args.name)
+    print(f"{written['name']}: {written['users']} users, {written['items']} items, train {written['train']}, "
+          f"valid {written['valid']}, test {written['test']} -> {written['out']} ({', '.join(written['files'])})")
+
+
 def cmd_expressiveness(args) -> None:
     from pathlib import Path
 
@@ -529,6 +550,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--kcore", type=int, default=None, help="k-core filter (default 5 for amazon, none for microlens)")
     q.add_argument("--strict", action="store_true", help="stop at the first malformed line instead of skipping it")
     q.set_defaults(func=cmd_data_ingest)
+    q = data_sub.add_parser("convert", help="write any readable dataset out in MMRec format (for other tools)",
+                            description="Read SOURCE as `gnnrec train` would (same key=value data settings: "
+                                        "format=, name=, columns=, kcore=, valid_ratio=, ...) and write <name>.inter "
+                                        "(userID, itemID, x_label), <modality>_feat.npy, u_id_mapping.csv / "
+                                        "i_id_mapping.csv (original ids) and items.tsv / users.tsv to --out.")
+    q.add_argument("source", help="dataset file or folder (or 'synthetic')")
+    q.add_argument("--out", required=True, help="output folder")
+    q.add_argument("--name", help="dataset name, i.e. <name>.inter (default: the dataset's)")
+    q.add_argument("overrides", nargs="*", help="data settings, e.g. format=table columns.user=uid valid_ratio=0")
+    q.set_defaults(func=cmd_data_convert)
     return parser
 
 

@@ -17,6 +17,14 @@ def clean(value) -> str:
     return " ".join(str(value).split())  # no tabs or newlines inside a TSV field
 
 
+LINE_BREAKS = str.maketrans(dict.fromkeys("\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
+
+
+def tsv_field(value) -> str:
+    """``value`` as one unquoted TSV field: tabs and anything ``splitlines`` breaks on become spaces."""
+    return str(value).translate(LINE_BREAKS)
+
+
 def build_interactions(name: str, users, items, timestamps, item_meta: dict | None, meta_fields,
                        source: str) -> tuple[Interactions, dict]:
     user_tokens, u = np.unique(np.asarray(users, dtype=str), return_inverse=True)
@@ -48,26 +56,48 @@ def write_mmrec(data: Interactions, out: Path, kcore: int | None = 5, seed: int 
     labels = assign_split(data.users, data.timestamps, method, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    order = np.lexsort((data.items, data.users))
-    with open(out / f"{data.name}.inter", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        writer.writerow(["userID", "itemID", "timestamp", "x_label"])
-        writer.writerows(zip(data.users[order].tolist(), data.items[order].tolist(),
-                             data.timestamps[order].astype(np.int64).tolist(), labels[order].tolist()))
-    for file, tokens, column in (("u_id_mapping.csv", data.user_info["token"], "userID"),
-                                 ("i_id_mapping.csv", data.item_info["token"], "itemID")):
-        with open(out / file, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
-            writer.writerow(["token", column])
-            writer.writerows((t, k) for k, t in enumerate(tokens))
-    meta = [f for f in data.item_info if f != "token"]
-    if meta:
-        with open(out / "items.tsv", "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, quotechar=None)
-            writer.writerow(["itemID", *meta])
-            writer.writerows([k, *(data.item_info[f][k] for f in meta)] for k in range(data.n_items))
+    write_inter(out / f"{data.name}.inter", data.users, data.items, labels, data.timestamps)
+    write_id_maps(out, data.user_info["token"], data.item_info["token"])
+    write_table(out / "items.tsv", "itemID", data.item_info, data.n_items, skip=("token",))
     report.update({"kcore": kcore, "split": method, "seed": seed, "users": data.n_users, "items": data.n_items,
                    "interactions": len(data.users), "train": int((labels == 0).sum()),
                    "valid": int((labels == 1).sum()), "test": int((labels == 2).sum())})
     (out / "ingest_report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     return report
+
+
+def write_inter(path: Path, users, items, labels, timestamps=None) -> None:
+    """``<name>.inter``: userID, itemID[, timestamp], x_label (0 train, 1 valid, 2 test), sorted by user, item."""
+    users, items, labels = (np.asarray(a, dtype=np.int64) for a in (users, items, labels))
+    order = np.lexsort((items, users))
+    cols = [users[order].tolist(), items[order].tolist()]
+    head = ["userID", "itemID"]
+    if timestamps is not None:
+        cols.append(np.asarray(timestamps)[order].astype(np.int64).tolist())
+        head.append("timestamp")
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow([*head, "x_label"])
+        writer.writerows(zip(*cols, labels[order].tolist()))
+
+
+def write_id_maps(out: Path, user_tokens, item_tokens) -> None:
+    """``u_id_mapping.csv`` / ``i_id_mapping.csv``: the original id (token) of every dense id, tab-separated."""
+    for file, tokens, column in (("u_id_mapping.csv", user_tokens, "userID"),
+                                 ("i_id_mapping.csv", item_tokens, "itemID")):
+        with open(Path(out) / file, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, quotechar=None)
+            writer.writerow(["token", column])
+            writer.writerows((tsv_field(t), k) for k, t in enumerate(tokens))
+
+
+def write_table(path: Path, id_column: str, info: dict, n: int, skip=()) -> bool:
+    """A metadata table (``items.tsv``: itemID then one column per field); nothing when there are no fields."""
+    fields = [f for f in info if f not in skip]
+    if not fields:
+        return False
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, quotechar=None)
+        writer.writerow([id_column, *fields])
+        writer.writerows([k, *(tsv_field(info[f][k]) for f in fields)] for k in range(n))
+    return True
