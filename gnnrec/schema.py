@@ -60,7 +60,10 @@ class DataSection(Section):
     rating_threshold: float | None = None  # format table: keep rows with rating >= this (implicit feedback)
     split: SplitSection = SplitSection()  # for unsplit logs
     kcore: Positive | None = None
-    valid_ratio: Share = 0.1  # share of train held out per user when a dataset has no valid split
+    valid_ratio: Share = 0.1  # share of train held out per user when a dataset has no valid split (0: none)
+    valid_carving: Literal["ratio", "leave_one_out"] = "ratio"  # ratio: valid_ratio, rounded at random per user
+    valid_min_history: Positive = 3  # users with this many train items get at least one validation item
+    valid_keep_items: bool = True  # never carve an item's last training interaction (no cold test items)
     drop_cold: bool = True
     modalities: list[str] | None = None  # feature files to load; None = all
     feature_fill: Literal["none", "mean"] = "none"  # all-zero rows (items without content): the mean of the others

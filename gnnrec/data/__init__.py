@@ -10,7 +10,7 @@ from gnnrec.data.readers import READERS, detect_format
 from gnnrec.data.readers.features import load_features
 from gnnrec.data.readers.generic import DEFAULT_COLUMNS
 from gnnrec.data.scaling import FEATURE_NORMS, fill_zero_rows, standardize_all
-from gnnrec.data.split import Interactions, holdout_valid
+from gnnrec.data.split import VALID_CARVINGS, Interactions, carve_valid
 from gnnrec.data.synthetic import make_synthetic
 from gnnrec.errors import ConfigError, DataError
 
@@ -25,13 +25,16 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
                  feature_dirs: list[str] | None = None, augment: dict | None = None,
                  feature_norm: str = "none", feature_fill: str = "none", name: str | None = None,
                  columns: dict | None = None, header: bool = True, separator: str | None = None,
-                 rating_threshold: float | None = None) -> RecDataset:
+                 rating_threshold: float | None = None, valid_carving: str = "ratio", valid_min_history: int = 3,
+                 valid_keep_items: bool = True) -> RecDataset:
     """Load (or generate) a dataset and give it a train/valid/test split.
 
     Unsplit logs (RecBole) are k-core filtered and split by ``split`` (``method`` mmrec/random/temporal);
     datasets that come without a validation split get one carved from train (``valid_ratio`` per user)
-    so that model selection never looks at test. A feature folder's ``users/`` subfolder holds user
-    features (one row per user). ``augment`` (``edges``, ``graph``) attaches LLM-made triples.
+    so that model selection never looks at test: ``valid_carving`` ratio | leave_one_out, at least one item for
+    users with ``valid_min_history`` training items, never an item's last training interaction when
+    ``valid_keep_items`` (see :func:`gnnrec.data.split.carve_valid`). A feature folder's ``users/`` subfolder
+    holds user features (one row per user). ``augment`` (``edges``, ``graph``) attaches LLM-made triples.
     ``feature_fill`` (none | mean) gives all-zero feature rows (items without content) the mean of the
     others; ``feature_norm`` (none | zscore | l2) then scales every feature table.
     ``name`` picks ``<name>.inter`` in a folder of several datasets; ``columns``, ``header``, ``separator`` and
@@ -39,6 +42,8 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
     """
     if feature_norm not in FEATURE_NORMS:  # checked before any file is read
         raise ConfigError(f"data.feature_norm must be one of {FEATURE_NORMS}, got '{feature_norm}'")
+    if valid_carving not in VALID_CARVINGS:
+        raise ConfigError(f"data.valid_carving must be one of {VALID_CARVINGS}, got '{valid_carving}'")
     if str(source) == "synthetic":
         data = make_synthetic(**(synthetic or {}))
     else:
@@ -81,10 +86,20 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
         if (Path(folder) / "users").is_dir():
             data.user_features.update(load_features(Path(folder) / "users"))
     if data.valid.nnz == 0 and valid_ratio > 0:
-        log.info("%s has no validation split: holding out %.0f%% of each user's train items", data.name,
-                 100 * valid_ratio)
-        data.train, data.valid = holdout_valid(data.train, valid_ratio, seed)
-        data.report["valid_carved_from_train"] = data.valid.nnz
+        carved = carve_valid(data.train, valid_ratio, seed, valid_carving, valid_min_history, valid_keep_items,
+                             test=data.test)
+        data.train, data.valid = carved.train, carved.valid
+        data.report.update(carved.report(valid_carving))
+        log.info("%s has no validation split: carved %d interactions from %d users out of train "
+                 "(data.valid_carving=%s%s; %d users with %d+ items got none, all their items protected; "
+                 "%d test interactions made cold)", data.name, carved.interactions, carved.users, valid_carving,
+                 f", valid_ratio={valid_ratio:g}" if valid_carving == "ratio" else "", carved.users_missed,
+                 valid_min_history, carved.cold_test)
+        if carved.too_small:
+            log.warning("%s: the carved validation set has %d users; the standard error of validation "
+                        "Recall@20 can be up to %.4f (0.5/sqrt(users)): models closer than about twice that "
+                        "cannot be told apart on validation",
+                        data.name, carved.users, carved.se_max)
     if augment and augment.get("edges"):
         data.augmented_edges = read_edges(augment["edges"], data.n_users, data.n_items)
         data.augment_graph = bool(augment.get("graph"))

@@ -71,16 +71,101 @@ def assign_split(users, timestamps, method: str, seed: int, valid_ratio=0.1, tes
     return split_labels(users, n_valid, n_test, rank, counts)
 
 
-def holdout_valid(train: sp.csr_matrix, ratio: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Carve a validation split out of train (per user, random ``ratio``, at least one item kept in train)."""
-    coo = train.tocoo()
+VALID_CARVINGS = ("ratio", "leave_one_out")
+VALID_MIN_USERS = 1000  # fewer validation users than this: warn
+VALID_MAX_SE = 0.005  # a bound on the standard error of validation Recall@k above this: warn
+
+
+@dataclass
+class Carving:
+    """What :func:`carve_valid` did: the new train and valid matrices and the numbers for ``data.report``."""
+
+    train: sp.csr_matrix
+    valid: sp.csr_matrix
+    users: int  # users with at least one carved item
+    interactions: int  # carved interactions
+    users_missed: int  # users with >= min_history train items that got nothing (every item protected)
+    cold_test: int  # test interactions whose item has no training interaction left after carving
+    se_max: float  # bound on the standard error of validation Recall@k: 0.5 / sqrt(users)
+
+    def report(self, method: str) -> dict:
+        return {"valid_carving": method, "valid_carved_from_train": self.interactions,
+                "valid_carved_users": self.users, "valid_carved_users_missed": self.users_missed,
+                "valid_carved_cold_test": self.cold_test, "valid_recall_se_max": round(self.se_max, 6)}
+
+    @property
+    def too_small(self) -> bool:
+        return self.users < VALID_MIN_USERS or self.se_max > VALID_MAX_SE
+
+
+def carve_valid(train: sp.csr_matrix, ratio: float, seed: int, method: str = "ratio", min_history: int = 3,
+                keep_items: bool = True, test: sp.spmatrix | None = None) -> Carving:
+    """Carve a validation split out of ``train``, per user, vectorised over the CSR arrays.
+
+    ``ratio``: each user gets ``ratio * n`` of its ``n`` training items rounded at random (floor, plus one with
+    probability the fraction: the expected share is exact), and at least one when ``n >= min_history``.
+    ``leave_one_out``: exactly one item for each user with ``n >= min_history``.
+    Always: a user keeps at least one training item; a pair that is also in ``test`` is never carved; with
+    ``keep_items`` every item keeps at least one training interaction (per item one interaction, that of its
+    user with the most training items, is kept back), so carving never makes a test item cold. Those
+    protections win over the per-user minimum (counted in ``users_missed``).
+    """
+    if method not in VALID_CARVINGS:
+        raise ConfigError(f"data.valid_carving must be one of {VALID_CARVINGS}, got '{method}'")
+    train = sp.csr_matrix(train, dtype=np.float32)
+    train.sum_duplicates()
+    n_users, n_items = train.shape
     rng = np.random.default_rng(seed)
-    rank, counts = rank_within_user(coo.row.astype(np.int64), rng.random(coo.nnz))
-    n_valid, _ = ratio_counts(counts, ratio, 0.0)
-    labels = split_labels(coo.row, n_valid, np.zeros_like(n_valid), rank, counts)
-    keep, held = labels == 0, labels == 1
-    return (interactions_to_csr(coo.row[keep], coo.col[keep], train.shape),
-            interactions_to_csr(coo.row[held], coo.col[held], train.shape))
+    counts = np.diff(train.indptr).astype(np.int64)
+    rows = np.repeat(np.arange(n_users, dtype=np.int64), counts)
+    cols = train.indices.astype(np.int64)
+    eligible = np.ones(len(cols), dtype=bool)
+    if test is not None and test.nnz:
+        t = test.tocoo()
+        inside = (t.row < n_users) & (t.col < n_items)
+        eligible &= ~np.isin(rows * n_items + cols, t.row[inside].astype(np.int64) * n_items + t.col[inside])
+    if keep_items:  # one kept-back interaction per item: its heaviest user (ties at random)
+        order = np.lexsort((rng.random(len(cols)), -counts[rows], cols))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = cols[order][1:] != cols[order][:-1]
+        eligible[order[first]] = False
+    keys = rng.random(len(cols)) + (~eligible) * 2.0  # eligible items rank first within their row
+    order = np.lexsort((keys, rows))
+    rank = np.empty(len(cols), dtype=np.int64)
+    rank[order] = np.arange(len(cols)) - train.indptr[rows[order]]
+    enough = counts >= min_history
+    if method == "ratio":
+        share = counts * ratio
+        target = np.floor(share).astype(np.int64)
+        target += rng.random(n_users) < share - target
+        target = np.where(enough, np.maximum(target, 1), target)
+    else:
+        target = enough.astype(np.int64)
+    n_eligible = np.bincount(rows[eligible], minlength=n_users)
+    target = np.minimum(np.minimum(target, n_eligible), counts - 1).clip(0)
+    carve = rank < target[rows]
+    carved_per_user = np.bincount(rows[carve], minlength=n_users)
+    before = np.bincount(cols, minlength=n_items)
+    after = before - np.bincount(cols[carve], minlength=n_items)
+    cold_test = 0
+    if test is not None and test.nnz:
+        t = test.tocoo()
+        inside = t.col < n_items
+        newly_cold = (before > 0) & (after == 0)
+        cold_test = int(newly_cold[t.col[inside]].sum())
+    users = int((carved_per_user > 0).sum())
+    return Carving(interactions_to_csr(rows[~carve], cols[~carve], train.shape),
+                   interactions_to_csr(rows[carve], cols[carve], train.shape),
+                   users=users, interactions=int(carve.sum()),
+                   users_missed=int((enough & (carved_per_user == 0) & (counts > 1)).sum()),
+                   cold_test=cold_test, se_max=0.5 / np.sqrt(users) if users else float("inf"))
+
+
+def holdout_valid(train: sp.csr_matrix, ratio: float, seed: int, method: str = "ratio", min_history: int = 3,
+                  keep_items: bool = False, test: sp.spmatrix | None = None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """:func:`carve_valid` returning just (train, valid); by default without the item protection."""
+    c = carve_valid(train, ratio, seed, method, min_history, keep_items, test)
+    return c.train, c.valid
 
 
 @dataclass
