@@ -24,10 +24,13 @@ def cmd_train(args) -> None:
         return
     m = result.metrics
     print(f"\nrun folder: {result.run_dir}")
-    print(f"{m['model']} on {m['dataset']}, protocol {m['protocol']}, best epoch {m['best_epoch']} of "
-          f"{m['epochs_trained']}, {m['seconds_per_epoch']:.2f} s per training epoch, "
-          f"{m['seconds_per_evaluation']:.2f} s per validation")
-    print(metric_table({"valid": m["valid"], "test": m["test"]}))
+    if m["epochs_trained"]:
+        print(f"{m['model']} on {m['dataset']}, protocol {m['protocol']}, best epoch {m['best_epoch']} of "
+              f"{m['epochs_trained']}, {m['seconds_per_epoch']:.2f} s per training epoch, "
+              f"{m['seconds_per_evaluation']:.2f} s per validation")
+    else:
+        print(f"{m['model']} on {m['dataset']}, protocol {m['protocol']}: learning-free, evaluated without training")
+    print(metric_table({s: m[s] for s in ("valid", "test") if m[s].get("users", 1)}))  # no empty validation block
 
 
 def cmd_search(args) -> None:
@@ -112,7 +115,10 @@ def cmd_serve(args) -> None:
 def cmd_data_info(args) -> None:
     from gnnrec.data import load_dataset
 
-    data = load_dataset(args.path, format=args.format, valid_ratio=0.0, drop_cold=False)
+    # the files as they are: no carved validation, no dropped cold pairs, unless the settings say otherwise
+    settings = ["valid_ratio=0", "drop_cold=false", *([f"format={args.format}"] if args.format else []),
+                *args.overrides]
+    data = load_dataset(**data_settings(args.path, settings))
     stats = data.stats()
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -527,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = p.add_subparsers(dest="data_command", required=True)
     q = data_sub.add_parser("info", help="print the statistics of a dataset folder (or 'synthetic')")
     q.add_argument("path")
-    q.add_argument("--format", default="auto", help="auto, mmrec, lightgcn, pickle, lattice or recbole")
+    q.add_argument("overrides", nargs="*", help="data settings as for train, e.g. format=lightgcn (data. optional)")
+    q.add_argument("--format", help="same as format=...: auto, mmrec, lightgcn, pickle, lattice, recbole or table")
     q.add_argument("--json", action="store_true")
     q.add_argument("--card", help="a dataset card (datasets/NAME.yaml) to check the files and statistics against")
     q.set_defaults(func=cmd_data_info)

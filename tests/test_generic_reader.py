@@ -154,3 +154,20 @@ def test_dataset_name_comes_from_the_file_not_the_folder(tmp_path):
     for split, text in (("train", '{"0": [0, 1], "1": [1]}'), ("val", '{"1": [0]}'), ("test", '{"0": [2]}')):
         write(lattice / f"{split}.json", text)
     assert load_dataset(lattice).name == "sports"
+
+
+def test_parquet_interactions_with_string_ids(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow is not installed (it is in the test extra)")
+    import pyarrow as pa
+
+    from gnnrec.recommend import original_ids
+
+    table = pa.table({"u": ["ann", "ann", "bob", "bob", "cy", "cy"], "i": ["x", "y", "x", "z", "y", "z"],
+                      "r": [5, 2, 4, 5, 1, 4]})
+    pq.write_table(table, tmp_path / "ratings.parquet")
+    data = load_dataset(tmp_path / "ratings.parquet", columns={"user": "u", "item": "i", "rating": "r"},
+                        rating_threshold=4, valid_ratio=0, drop_cold=False,
+                        split={"method": "random", "valid_ratio": 0.0, "test_ratio": 0.0})
+    assert data.train.nnz + data.valid.nnz + data.test.nnz == 4  # rows rated >= 4
+    assert sorted(original_ids(data, "user")) == ["ann", "bob", "cy"]
+    assert sorted(original_ids(data, "item")) == ["x", "z"]  # y was only rated below the threshold

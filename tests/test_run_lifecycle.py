@@ -125,3 +125,30 @@ def test_metrics_csv_counts_epochs_as_the_console_does(tmp_path):
     assert sorted({float(r["epoch"]) for r in rows if r["train/loss"]}) == [1.0, 2.0, 3.0]  # 1-based, as printed
     assert float(test[0]["epoch"]) == m["best_epoch"]  # the final test row is the best epoch's
     assert float(valid[-1]["valid/recall@20"]) == pytest.approx(m["valid"]["recall@20"])
+
+
+def test_data_info_takes_the_same_key_value_settings_as_train(tmp_path, capsys):
+    folder = tmp_path / "lgcn"
+    folder.mkdir()
+    (folder / "train.txt").write_text("0 0 1 2\n1 1 2\n2 0 3\n")
+    (folder / "test.txt").write_text("0 3\n1 0\n2 1\n")
+    assert main(["data", "info", str(folder), "data.format=lightgcn", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["users"], stats["items"], stats["train"], stats["test"], stats["valid"]) == (3, 4, 7, 3, 0)
+    assert main(["data", "info", str(folder), "format=nonsense"]) == 2
+    assert "data.format" in capsys.readouterr().err
+
+
+def test_a_learning_free_run_prints_no_training_line_and_no_empty_validation(tmp_path, capsys):
+    assert main(["train", *SMALL, "model.name=gte", f"output.dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "learning-free, evaluated without training" in out and "best epoch" not in out
+    assert "valid  recall" in out  # the synthetic data has a validation split: shown
+    folder = tmp_path / "lgcn"
+    folder.mkdir()
+    (folder / "train.txt").write_text("0 0 1 2\n1 1 2\n2 0 3\n")
+    (folder / "test.txt").write_text("0 3\n1 0\n2 1\n")
+    assert main(["train", "model.name=gte", f"data.source={folder}", "data.valid_ratio=0", "eval.ks=[1,2]",
+                 "train.monitor=valid/recall@2", f"output.dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "test   recall" in out and "valid" not in out.split("learning-free")[1]
