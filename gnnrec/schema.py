@@ -58,6 +58,9 @@ class DataSection(Section):
     header: bool = True  # format table: the first line names the columns
     separator: str | None = None  # format table: None = from the extension (.csv ",", .tsv tab, else whitespace)
     rating_threshold: float | None = None  # format table: keep rows with rating >= this (implicit feedback)
+    # format table, a folder of files: the files holding valid / test rows (the others are train), e.g.
+    # LightGCN-PyTorch's LastFM {test: [test1.txt]}
+    split_files: dict[Literal["valid", "test"], list[str]] | None = None
     split: SplitSection = SplitSection()  # for unsplit logs
     kcore: Positive | None = None
     valid_ratio: Share = 0.1  # share of train held out per user when a dataset has no valid split (0: none)

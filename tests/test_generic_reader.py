@@ -171,3 +171,19 @@ def test_parquet_interactions_with_string_ids(tmp_path):
     assert data.train.nnz + data.valid.nnz + data.test.nnz == 4  # rows rated >= 4
     assert sorted(original_ids(data, "user")) == ["ann", "bob", "cy"]
     assert sorted(original_ids(data, "item")) == ["x", "z"]  # y was only rated below the threshold
+
+
+def test_lastfm_keeps_its_own_test_file_with_split_files(tmp_path):
+    from gnnrec.recommend import original_ids
+
+    folder = tmp_path / "lastfm"
+    folder.mkdir()
+    write(folder / "data1.txt", "1 51 13883\n1 52 11690\n1 53 10\n2 51 5\n2 60 7\n2 53 3\n3 52 1\n3 53 2\n")
+    write(folder / "test1.txt", "1 60 4\n3 51 9\n")
+    data = load_dataset(folder, format="table", header=False, split_files={"test": ["test1.txt"]},
+                        valid_ratio=0, drop_cold=False)
+    users, items = original_ids(data, "user"), original_ids(data, "item")
+    test = {(users[u], items[i]) for u, i in zip(*data.test.nonzero())}
+    assert test == {("1", "60"), ("3", "51")} and data.train.nnz == 8 and data.valid.nnz == 0
+    with pytest.raises(ConfigError, match=r"data.split_files names \['test9.txt'\]"):
+        load_dataset(folder, format="table", header=False, split_files={"test": ["test9.txt"]})

@@ -26,7 +26,7 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
                  feature_norm: str = "none", feature_fill: str = "none", name: str | None = None,
                  columns: dict | None = None, header: bool = True, separator: str | None = None,
                  rating_threshold: float | None = None, valid_carving: str = "ratio", valid_min_history: int = 3,
-                 valid_keep_items: bool = True) -> RecDataset:
+                 valid_keep_items: bool = True, split_files: dict | None = None) -> RecDataset:
     """Load (or generate) a dataset and give it a train/valid/test split.
 
     Unsplit logs (RecBole) are k-core filtered and split by ``split`` (``method`` mmrec/random/temporal);
@@ -38,7 +38,8 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
     ``feature_fill`` (none | mean) gives all-zero feature rows (items without content) the mean of the
     others; ``feature_norm`` (none | zscore | l2) then scales every feature table.
     ``name`` picks ``<name>.inter`` in a folder of several datasets; ``columns``, ``header``, ``separator`` and
-    ``rating_threshold`` describe a generic interaction file (format ``table``).
+    ``rating_threshold`` describe a generic interaction file (format ``table``); ``split_files`` names the files
+    of such a folder that hold the valid and test rows.
     """
     if feature_norm not in FEATURE_NORMS:  # checked before any file is read
         raise ConfigError(f"data.feature_norm must be one of {FEATURE_NORMS}, got '{feature_norm}'")
@@ -51,10 +52,11 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
         if fmt not in READERS:
             raise ConfigError(f"data.format must be 'auto' or one of {sorted(READERS)}, got '{format}'")
         table_opts = {"columns": columns, "header": header, "separator": separator,
-                      "rating_threshold": rating_threshold}
+                      "rating_threshold": rating_threshold, "split_files": split_files}
         if fmt != "table":
             set_opts = [k for k, v in table_opts.items()
-                        if v != {"columns": None, "header": True, "separator": None, "rating_threshold": None}[k]
+                        if v != {"columns": None, "header": True, "separator": None, "rating_threshold": None,
+                                 "split_files": None}[k]
                         and not (k == "columns" and v == DEFAULT_COLUMNS)]
             if set_opts:
                 raise ConfigError(f"data.{', data.'.join(set_opts)} apply to data.format=table only; "

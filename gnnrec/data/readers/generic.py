@@ -146,14 +146,32 @@ def read_file(path: Path, wanted: dict, separator, header: bool, rating_threshol
     return out
 
 
+def file_splits(files: list[Path], split_files: dict | None) -> list[int] | None:
+    """Per file, 0/1/2 (train/valid/test) from ``data.split_files`` ({valid: [names], test: [names]})."""
+    if not split_files:
+        return None
+    names = {p.name for p in files}
+    unknown = sorted({f for group in split_files.values() for f in group} - names)
+    if unknown:
+        raise ConfigError(f"data.split_files names {unknown}, not among the files read: {sorted(names)}")
+    label = {f: (1 if kind == "valid" else 2) for kind, group in split_files.items() for f in group}
+    return [label.get(p.name, 0) for p in files]
+
+
 def read_generic(source: Path, columns: dict | None = None, header: bool = True, separator: str | None = None,
-                 rating_threshold: float | None = None) -> Interactions | RecDataset:
+                 rating_threshold: float | None = None, split_files: dict | None = None) -> Interactions | RecDataset:
     source = Path(source)
     wanted = resolve_columns(columns, header)
     if rating_threshold is not None and "rating" not in wanted:
         raise ConfigError("data.rating_threshold needs a rating column: set data.columns.rating")
     files = table_files(source)
     parts = [read_file(p, wanted, separator, header, rating_threshold) for p in files]
+    labels = file_splits(files, split_files)
+    if labels is not None:
+        if "split" in wanted:
+            raise ConfigError("give data.columns.split or data.split_files, not both")
+        for part, label in zip(parts, labels):
+            part["split"] = np.full(len(part["user"]), label, dtype=np.int8)
     data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if len(data["user"]) == 0:
         raise DataError("no interactions" + (" at or above data.rating_threshold" if rating_threshold is not None
