@@ -35,24 +35,11 @@ from gnnrec.graphs.adjacency import bipartite_adjacency, sym_normalize, to_torch
 from gnnrec.graphs.diffusion import Denoiser, GaussianDiffusion, bipartite_from_topk, dense_rows
 from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
+from gnnrec.models.lightgcn import propagate_sum
+from gnnrec.models.losses import info_nce
 from gnnrec.models.modalities import ModalityProjections, require_features
 
 CL_VIEWS = ("main", "modal")
-
-
-def info_nce(a: torch.Tensor, b: torch.Tensor, nodes: torch.Tensor, temperature: float) -> torch.Tensor:
-    """InfoNCE of rows ``nodes`` of ``a`` against all rows of ``b`` (positive: the same row), cosine / temperature."""
-    a, b = F.normalize(a[nodes], dim=-1), F.normalize(b, dim=-1)
-    logits = a @ b.T / temperature
-    return (torch.logsumexp(logits, dim=1) - logits.gather(1, nodes[:, None]).squeeze(1)).mean()
-
-
-def sum_layers(adj: FixedSparse, x: torch.Tensor, num_layers: int) -> torch.Tensor:
-    total = x
-    for _ in range(num_layers):
-        x = adj @ x
-        total = total + x
-    return total
 
 
 class DiffMM(Recommender):
@@ -208,11 +195,11 @@ class DiffMM(Recommender):
             view = view + self._adj @ torch.cat([view[: self.n_users], self.item_emb.weight])
             view = view + h.generated_weight * (graphs[name] @ ids)
             mixed = mixed + weights[k] * view
-        out = sum_layers(self._adj, mixed, h.num_layers) + h.modal_residual * F.normalize(mixed, dim=-1)
+        out = propagate_sum(self._adj, mixed, h.num_layers) + h.modal_residual * F.normalize(mixed, dim=-1)
         return out[: self.n_users], out[self.n_users :]
 
     def modality_views(self, graphs: dict[str, FixedSparse]) -> list[torch.Tensor]:
-        return [sum_layers(self._adj, graphs[n] @ x, self.hparams.num_layers) for n, x in self.modality_inputs().items()]
+        return [propagate_sum(self._adj, graphs[n] @ x, self.hparams.num_layers) for n, x in self.modality_inputs().items()]
 
     def loss(self, users, pos, neg):
         graphs = self._train_graphs if self._train_graphs is not None else self.graphs()
@@ -230,8 +217,9 @@ class DiffMM(Recommender):
                 pairs = [(main, v) for v in views]
             else:
                 pairs = [(views[a], views[b]) for a in range(len(views)) for b in range(a + 1, len(views))]
-            cl = sum(info_nce(a[: self.n_users], b[: self.n_users], users, h.temperature)
-                     + info_nce(a[self.n_users :], b[self.n_users :], pos, h.temperature) for a, b in pairs)
+            cl = sum(info_nce(a[users], b[users], b[: self.n_users], h.temperature)
+                     + info_nce(a[pos + self.n_users], b[pos + self.n_users], b[self.n_users :], h.temperature)
+                     for a, b in pairs)
             parts["cl"] = cl
             return bpr + reg + h.ssl_weight * cl, parts
         return bpr + reg, parts

@@ -25,11 +25,11 @@ from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
-from gnnrec.graphs.adjacency import normalized_bipartite, to_torch_csr
+from gnnrec.graphs.adjacency import fixed_operator, normalized_bipartite
 from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.graphs.user_graph import AGGREGATIONS, aggregate, user_graph
 from gnnrec.models.base import Recommender
-from gnnrec.models.lightgcn import propagate_mean
+from gnnrec.models.lightgcn import propagate_sum
 from gnnrec.models.modalities import frozen_item_graph, require_features
 
 
@@ -66,14 +66,14 @@ class DRAGON(Recommender):
         self._adj = FixedSparse(normalized_bipartite(dataset.graph))
         self.item_graph = frozen_item_graph(feats, knn_k, modality_weights, graph_cache_dir, backend=knn_backend)
         weights = aggregate(user_graph(dataset.graph, user_knn_k, graph_cache_dir), user_aggr)
-        self.user_graph = FixedSparse(to_torch_csr(weights), to_torch_csr(weights.T.tocsr()))
+        self.user_graph = fixed_operator(weights)
 
     def modality_reps(self) -> dict[str, torch.Tensor]:
         """Each modality's (users + items) representation propagated over the user-item graph, layers summed."""
         out = {}
         for n in self.names:
             x = F.normalize(torch.cat([self.preference[n], self.mlp[n](self.features[n].weight)]), dim=1)
-            out[n] = propagate_mean(self._adj, x, self.num_layers) * (self.num_layers + 1)
+            out[n] = propagate_sum(self._adj, x, self.num_layers)
         return out
 
     def user_graph_term(self, users: torch.Tensor) -> torch.Tensor:

@@ -9,13 +9,18 @@ from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
 
 
-def propagate_mean(adj: FixedSparse, x: torch.Tensor, num_layers: int) -> torch.Tensor:
-    """Mean of ``x, A x, ..., A^L x`` with one sparse product per layer."""
+def propagate_sum(adj: FixedSparse, x: torch.Tensor, num_layers: int) -> torch.Tensor:
+    """Sum of ``x, A x, ..., A^L x`` with one sparse product per layer (DRAGON and DiffMM sum the layers)."""
     total = x
     for _ in range(num_layers):
         x = adj @ x
         total = total + x
-    return total / (num_layers + 1)
+    return total
+
+
+def propagate_mean(adj: FixedSparse, x: torch.Tensor, num_layers: int) -> torch.Tensor:
+    """Mean of ``x, A x, ..., A^L x`` (LightGCN's layer combination)."""
+    return propagate_sum(adj, x, num_layers) / (num_layers + 1)
 
 
 class LightGCN(Recommender):

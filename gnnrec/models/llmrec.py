@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gnnrec.data.dataset import RecDataset
-from gnnrec.graphs.adjacency import normalized_bipartite, row_normalize, to_torch_csr
+from gnnrec.graphs.adjacency import fixed_operator, normalized_bipartite, row_normalize
 from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
 from gnnrec.models.denoise import mask_rows, prune_noisy, scaled_cosine_error
@@ -36,8 +36,7 @@ log = logging.getLogger(__name__)
 
 def mean_operator(mat) -> FixedSparse:
     """``op @ x`` averages ``x`` over each row's neighbours."""
-    norm = row_normalize(mat)
-    return FixedSparse(to_torch_csr(norm), to_torch_csr(norm.T.tocsr()))
+    return fixed_operator(row_normalize(mat))
 
 
 class LLMRec(Recommender):

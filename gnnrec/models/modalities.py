@@ -8,7 +8,7 @@ from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
-from gnnrec.graphs.adjacency import to_torch_csr
+from gnnrec.graphs.adjacency import fixed_operator
 from gnnrec.graphs.knn import item_graph
 from gnnrec.graphs.spmm import FixedSparse
 
@@ -58,4 +58,4 @@ def frozen_item_graph(features: dict[str, np.ndarray], k: int, weights: dict | N
                       binary: bool = True, backend: str = "exact") -> FixedSparse:
     """The fused kNN item graph (section 4 of the reference) as a constant sparse operator (``graph @ h``)."""
     matrix = item_graph(features, k=k, weights=weights, binary=binary, cache_dir=cache_dir, backend=backend)
-    return FixedSparse(to_torch_csr(matrix), to_torch_csr(matrix.T.tocsr()))
+    return fixed_operator(matrix)
