@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained side by side, one process each")
     parser.add_argument("--only", help="model:seed (one run; used by --jobs)")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     if args.phase == "report":
         from benchmarks_compare_report import write_report  # noqa: F401  (filled in below)
         return
