@@ -185,7 +185,7 @@ def write_table() -> None:
         pub = PUBLISHED.get(label)
         strict_r = mean_of(r, "strict", "recall@20")
         peaks = [s["peak_memory_mb"] for s in seeds if s["peak_memory_mb"] is not None]
-        rows.append([label, f"{r['grid_points']}", str(len(seeds)), ", ".join([x.split(".")[-1] for x in r.get("fixed", [])]
+        rows.append([label, f"{r['grid_points']}", str(len(seeds)), ", ".join([x.partition("=")[0].split(".")[-1] + "=" + x.partition("=")[2] for x in r.get("fixed", [])]
                                                                   + [f"{k.split('.')[-1]}={v}" for k, v in r["selected"].items()]),
                      mean_sd([s["strict"]["recall@20"] for s in seeds]), mean_sd([s["strict"]["ndcg@20"] for s in seeds]),
                      mean_sd([s["mmrec"]["recall@20"] for s in seeds]), mean_sd([s["mmrec"]["ndcg@20"] for s in seeds]),
