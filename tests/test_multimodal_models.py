@@ -41,7 +41,10 @@ def test_freedom_feature_loss_projects_batch_rows_with_full_table_gradients(smal
     users, pos, neg = torch.tensor([0, 1, 2, 1]), torch.tensor([3, 4, 3, 5]), torch.tensor([6, 7, 8, 6])
     loss, parts = model.loss(users, pos, neg)
     loss.backward()
-    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    # the feature tables' gradients are row-sparse (only the batch's rows); compared densely with MMRec's form
+    assert {n for n, p in model.named_parameters() if p.grad.is_sparse} == {"modalities.tables.image.weight",
+                                                                             "modalities.tables.text.weight"}
+    got = {n: p.grad.to_dense() for n, p in model.named_parameters()}
     model.zero_grad()
     user_emb, item_emb = model()
     feats = model.modalities()  # every item projected, as MMRec does
@@ -106,3 +109,21 @@ def test_vbpr_item_vector_concatenates_id_and_projected_features(small_synthetic
     assert users.shape[1] == items.shape[1] == 16
     feats = np.concatenate([small_synthetic.features[n] for n in sorted(small_synthetic.features)], 1)
     torch.testing.assert_close(items[:, 8:], model.item_linear(torch.from_numpy(feats)))
+
+
+@pytest.mark.parametrize("model_cls", [FREEDOM, BM3])
+def test_trainable_feature_tables_never_write_into_the_dataset(model_cls):
+    """Training and loading trained weights change the model's tables, never ``dataset.features``: the raw
+    features stay what the item graph, exports and ablations read."""
+    data = make_synthetic(n_users=60, n_items=40, n_clusters=2, mean_interactions=8, seed=0).validate()
+    raw = {n: f.copy() for n, f in data.features.items()}
+    model = model_cls(data, embedding_dim=8, reg_weight=0.5)
+    optimizer = model.configure_optimizers()
+    loss, _ = model.loss(torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([4, 5]))
+    loss.backward()
+    optimizer.step()
+    state = {k: v + 1.0 if "tables" in k else v for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    assert any(not np.array_equal(model.modalities.tables[n].weight.detach().numpy(), raw[n]) for n in raw)
+    for name, values in data.features.items():
+        assert np.array_equal(values, raw[name]), name

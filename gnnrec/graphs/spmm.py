@@ -1,28 +1,128 @@
-"""Sparse x dense products with a cheap backward.
+"""Sparse x dense products with a cheap backward, and the layer sums of graph propagation.
 
 torch's autograd for a CSR matrix times a dense one rebuilds the transpose on every backward (about 4x the
 forward's cost). The propagation matrices here are fixed, so the transpose is made once: for symmetric
 matrices (the normalised user-item adjacency) it is the matrix itself.
+
+Propagation ``scale x (x + A x + ... + A^L x)`` is linear in ``x``, so it runs as one autograd node by
+Horner's rule (``s <- A s + scale x``), forward and backward (with ``A^T``): L products each way, no stored
+layer outputs, no per-layer sums or divide, and with the row blocks (users, items) written into and read out
+of one buffer, so neither the concatenation nor slice backward makes full-size zero-filled copies. On CPU the
+product is ``torch.sparse.mm(..., reduce="sum")`` (the vectorised CSR kernel, faster here than the default
+one; see docs/performance.md for the measurements). ``propagation("legacy")`` restores the previous operator
+(one autograd product per layer, python sums), kept for comparison.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Sequence
+
 import torch
+
+from gnnrec.errors import ConfigError
+
+PROPAGATION_MODES = ("fused", "legacy")
+_mode = "fused"
+
+
+def propagation_mode() -> str:
+    return _mode
+
+
+def set_propagation(mode: str) -> None:
+    """Choose the operator: ``fused`` (default) or ``legacy`` (the previous one, for comparisons)."""
+    global _mode
+    if mode not in PROPAGATION_MODES:
+        raise ConfigError(f"propagation must be one of {PROPAGATION_MODES}, got '{mode}'")
+    _mode = mode
+
+
+@contextmanager
+def propagation(mode: str):
+    """``with propagation("legacy"): ...`` runs the block with that operator, then restores the previous one."""
+    before = _mode
+    set_propagation(mode)
+    try:
+        yield
+    finally:
+        set_propagation(before)
+
+
+def sparse_product(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``a @ x`` with the fastest measured kernel: the ``reduce="sum"`` CSR kernel on CPU, else the default."""
+    if _mode == "fused" and a.layout == torch.sparse_csr and x.device.type == "cpu":
+        return torch.sparse.mm(a, x, reduce="sum")
+    return torch.sparse.mm(a, x)
 
 
 class _SparseMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, a_t, x):
         ctx.a_t = a_t
-        return torch.sparse.mm(a, x)
+        return sparse_product(a, x)
 
     @staticmethod
     def backward(ctx, grad):
-        return None, None, torch.sparse.mm(ctx.a_t, grad)
+        return None, None, sparse_product(ctx.a_t, grad.contiguous())
 
 
 def spmm(a: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor | None = None) -> torch.Tensor:
     """``a @ x`` for a constant sparse ``a``; ``a_t`` is its transpose (default: ``a`` is symmetric)."""
     return _SparseMM.apply(a, a if a_t is None else a_t, x)
+
+
+def power_sum(a: torch.Tensor, x: torch.Tensor, num_layers: int, scale: float) -> torch.Tensor:
+    """``scale x (x + a x + ... + a^L x)`` by Horner's rule: L sparse products and L in-place adds.
+
+    ``x`` may be overwritten by the caller afterwards: the result never aliases it."""
+    base = x * scale if scale != 1.0 or num_layers == 0 else x
+    total = base
+    for _ in range(num_layers):
+        total = sparse_product(a, total)
+        total.add_(base)
+    return total
+
+
+class _PowerSum(torch.autograd.Function):
+    """Autograd node of ``power_sum`` over row blocks: inputs and outputs are the blocks (e.g. users, items)."""
+
+    @staticmethod
+    def forward(ctx, op, num_layers, scale, *blocks):
+        ctx.op, ctx.num_layers, ctx.scale = op, num_layers, scale
+        ctx.sizes = [b.shape[0] for b in blocks]
+        x = blocks[0].contiguous() if len(blocks) == 1 else torch.cat(blocks)
+        out = power_sum(op.matrix, x, num_layers, scale)
+        return out if len(blocks) == 1 else tuple(out.split(ctx.sizes))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        if len(grads) == 1:
+            grad = grads[0].contiguous()
+        else:  # one buffer for the blocks' gradients: no zero-filled full-size tensor per block
+            like = next(g for g in grads if g is not None)
+            grad = like.new_empty((sum(ctx.sizes), *like.shape[1:]))
+            for g, part in zip(grads, grad.split(ctx.sizes)):
+                part.zero_() if g is None else part.copy_(g)
+        a_t = ctx.op.matrix if ctx.op.transpose is None else ctx.op.transpose
+        out = power_sum(a_t, grad, ctx.num_layers, ctx.scale)
+        return (None, None, None, *((out,) if len(ctx.sizes) == 1 else out.split(ctx.sizes)))
+
+
+def propagate(op: "FixedSparse", x: torch.Tensor | Sequence[torch.Tensor], num_layers: int,
+              mean: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """Sum (or mean) of ``x, A x, ..., A^L x`` with A = ``op``; ``x`` is one tensor or its row blocks (e.g. the
+    user and item tables, which then need no concatenation), and the result has the same form."""
+    blocks = [x] if isinstance(x, torch.Tensor) else list(x)
+    if _mode == "legacy":
+        whole = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+        total = whole
+        for _ in range(num_layers):
+            whole = op @ whole
+            total = total + whole
+        total = total / (num_layers + 1) if mean else total
+        return total if isinstance(x, torch.Tensor) else tuple(total.split([b.shape[0] for b in blocks]))
+    op.to(blocks[0].device)
+    return _PowerSum.apply(op, num_layers, 1.0 / (num_layers + 1) if mean else 1.0, *blocks)
 
 
 class FixedSparse:

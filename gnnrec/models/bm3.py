@@ -29,19 +29,21 @@ class BM3(Recommender):
     propagation_rule = "lightgcn"
 
     def __init__(self, dataset: RecDataset, embedding_dim: int = 64, num_layers: int = 1, dropout: float = 0.3,
-                 cl_weight: float = 2.0, reg_weight: float = 0.1, **kwargs):
+                 cl_weight: float = 2.0, reg_weight: float = 0.1, sparse_features: bool = True, **kwargs):
         super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
         feats = require_features(dataset, "bm3")
         self.num_layers, self.dropout, self.cl_weight = num_layers, dropout, cl_weight
         self.init_id_embeddings(embedding_dim)
-        self.modalities = ModalityProjections(feats, embedding_dim, trainable=True, init="xavier_normal")
+        # sparse_features: only the batch's feature rows get gradients and (lazy) Adam updates (docs/performance.md)
+        self.modalities = ModalityProjections(feats, embedding_dim, trainable=True, init="xavier_normal",
+                                              sparse=sparse_features)
         self.predictor = nn.Linear(embedding_dim, embedding_dim)
         nn.init.xavier_normal_(self.predictor.weight)
         self._adj = FixedSparse(normalized_bipartite(dataset.graph))
 
     def encode(self):
-        x = propagate_mean(self._adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.num_layers)
-        return x[: self.n_users], x[self.n_users :] + self.item_emb.weight
+        users, items = propagate_mean(self._adj, (self.user_emb.weight, self.item_emb.weight), self.num_layers)
+        return users, items + self.item_emb.weight
 
     def forward(self):
         users, items = self.encode()
@@ -49,16 +51,18 @@ class BM3(Recommender):
 
     def loss(self, users, pos, neg):
         user_all, item_all = self.encode()
-        feats = self.modalities()
+        # only the batch's rows are projected: the same values and gradients as projecting every item (the
+        # reference's dropout masks are drawn per row of the table, here per row of the batch)
+        feats = self.modalities(pos)
         with torch.no_grad():
             user_target = F.dropout(user_all, self.dropout)[users]
             item_target = F.dropout(item_all, self.dropout)[pos]
-            feat_target = {n: F.dropout(f, self.dropout)[pos] for n, f in feats.items()}
+            feat_target = {n: F.dropout(f, self.dropout) for n, f in feats.items()}
         user_online, item_online = self.predictor(user_all[users]), self.predictor(item_all[pos])
         align = cosine_loss(user_online, item_target) + cosine_loss(item_online, user_target)
         modal = 0
         for name, f in feats.items():
-            online = self.predictor(f[pos])
+            online = self.predictor(f)
             modal = modal + cosine_loss(online, item_target) + cosine_loss(online, feat_target[name])
         reg = self.hparams.reg_weight * (user_all.norm() + item_all.norm()) / self.n_items
         return align + reg + self.cl_weight * modal, {"align": align, "modal": modal}

@@ -39,7 +39,7 @@ class DRAGON(Recommender):
     def __init__(self, dataset: RecDataset, embedding_dim: int = 64, num_layers: int = 2, num_mm_layers: int = 1,
                  knn_k: int = 10, modality_weights: dict | None = None, user_knn_k: int = 40,
                  user_aggr: str = "softmax", reg_weight: float = 1e-3, graph_cache_dir: str | None = None,
-                 knn_backend: str = "exact", **kwargs):
+                 knn_backend: str = "exact", knn_precision: str = "float32", **kwargs):
         super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
         feats = require_features(dataset, "dragon")
         checks = [("embedding_dim", embedding_dim, 1, None), ("num_layers", num_layers, 0, None),
@@ -64,7 +64,8 @@ class DRAGON(Recommender):
         self.modal_weight = nn.Parameter(torch.softmax(nn.init.xavier_normal_(torch.empty(self.n_users, m, 1)), 1)
                                          .squeeze(2))
         self._adj = FixedSparse(normalized_bipartite(dataset.graph))
-        self.item_graph = frozen_item_graph(feats, knn_k, modality_weights, graph_cache_dir, backend=knn_backend)
+        self.item_graph = frozen_item_graph(feats, knn_k, modality_weights, graph_cache_dir, backend=knn_backend,
+                                            precision=knn_precision)
         weights = aggregate(user_graph(dataset.graph, user_knn_k, graph_cache_dir), user_aggr)
         self.user_graph = fixed_operator(weights)
 

@@ -26,13 +26,15 @@ class FREEDOM(Recommender):
     def __init__(self, dataset: RecDataset, embedding_dim: int = 64, num_layers: int = 2, num_mm_layers: int = 1,
                  knn_k: int = 10, modality_weights: dict | None = None, dropout: float = 0.8,
                  reg_weight: float = 0.0, graph_cache_dir: str | None = None, knn_backend: str = "exact",
-                 **kwargs):
+                 knn_precision: str = "float32", sparse_features: bool = True, **kwargs):
         super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
         self.num_layers, self.num_mm_layers = num_layers, num_mm_layers
         self.init_id_embeddings(embedding_dim)
         self.item_graph = frozen_item_graph(require_features(dataset, "freedom"), knn_k, modality_weights,
-                                            graph_cache_dir, backend=knn_backend)
-        self.modalities = ModalityProjections(dataset.features, embedding_dim, trainable=True)
+                                            graph_cache_dir, backend=knn_backend, precision=knn_precision)
+        # sparse_features: only the batch's feature rows get gradients and (lazy) Adam updates; false gives
+        # MMRec's dense Adam over the whole tables (docs/performance.md)
+        self.modalities = ModalityProjections(dataset.features, embedding_dim, trainable=True, sparse=sparse_features)
         self.pruner = DegreeSensitivePruner(dataset.graph, dropout)
         self._full_adj = FixedSparse(normalized_bipartite(dataset.graph))
         self._train_adj = None
@@ -47,8 +49,8 @@ class FREEDOM(Recommender):
         h = self.item_emb.weight
         for _ in range(self.num_mm_layers):
             h = self.item_graph @ h
-        x = propagate_mean(adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.num_layers)
-        return x[: self.n_users], x[self.n_users :] + h
+        users, items = propagate_mean(adj, (self.user_emb.weight, self.item_emb.weight), self.num_layers)
+        return users, items + h
 
     def loss(self, users, pos, neg):
         adj = self._train_adj if self._train_adj is not None else self._full_adj

@@ -5,22 +5,21 @@ import torch
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.graphs.adjacency import normalized_bipartite
-from gnnrec.graphs.spmm import FixedSparse
+from gnnrec.graphs.spmm import FixedSparse, propagate
 from gnnrec.models.base import Recommender
 
-
-def propagate_sum(adj: FixedSparse, x: torch.Tensor, num_layers: int) -> torch.Tensor:
-    """Sum of ``x, A x, ..., A^L x`` with one sparse product per layer (DRAGON and DiffMM sum the layers)."""
-    total = x
-    for _ in range(num_layers):
-        x = adj @ x
-        total = total + x
-    return total
+Blocks = torch.Tensor | tuple[torch.Tensor, ...]
 
 
-def propagate_mean(adj: FixedSparse, x: torch.Tensor, num_layers: int) -> torch.Tensor:
-    """Mean of ``x, A x, ..., A^L x`` (LightGCN's layer combination)."""
-    return propagate_sum(adj, x, num_layers) / (num_layers + 1)
+def propagate_sum(adj: FixedSparse, x: Blocks, num_layers: int) -> Blocks:
+    """Sum of ``x, A x, ..., A^L x`` with one sparse product per layer (DRAGON and DiffMM sum the layers).
+    ``x`` may be given as row blocks (users, items): the result then comes back as the same blocks."""
+    return propagate(adj, x, num_layers)
+
+
+def propagate_mean(adj: FixedSparse, x: Blocks, num_layers: int) -> Blocks:
+    """Mean of ``x, A x, ..., A^L x`` (LightGCN's layer combination); ``x`` as in ``propagate_sum``."""
+    return propagate(adj, x, num_layers, mean=True)
 
 
 class LightGCN(Recommender):
@@ -33,6 +32,4 @@ class LightGCN(Recommender):
         self._adj = FixedSparse(normalized_bipartite(dataset.graph))
 
     def forward(self):
-        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        out = propagate_mean(self._adj, x, self.num_layers)
-        return out[: self.n_users], out[self.n_users :]
+        return propagate_mean(self._adj, (self.user_emb.weight, self.item_emb.weight), self.num_layers)

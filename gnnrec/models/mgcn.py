@@ -37,7 +37,7 @@ class MGCN(Recommender):
     def __init__(self, dataset: RecDataset, embedding_dim: int = 64, num_layers: int = 2, num_mm_layers: int = 1,
                  knn_k: int = 10, cl_weight: float = 0.01, temperature: float = 0.2, reg_weight: float = 1e-4,
                  lr_decay: float = 0.96, lr_decay_epochs: int = 50, graph_cache_dir: str | None = None,
-                 knn_backend: str = "exact", **kwargs):
+                 knn_backend: str = "exact", knn_precision: str = "float32", **kwargs):
         super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
         feats = require_features(dataset, "mgcn")
         for key, value, ok, rule in [
@@ -63,7 +63,8 @@ class MGCN(Recommender):
         self.preference = nn.ModuleDict({n: gate(embedding_dim) for n in self.names})
         # one frozen graph per modality, from the raw features; a constant operator, never items x items dense
         self.item_graphs = {n: frozen_item_graph({n: feats[n]}, knn_k, None, graph_cache_dir, binary=False,
-                                                 backend=knn_backend) for n in self.names}
+                                                 backend=knn_backend, precision=knn_precision)
+                            for n in self.names}
         self._adj = FixedSparse(normalized_bipartite(dataset.graph))
         self._user_items = fixed_operator(normalized_interactions(dataset.graph))
 

@@ -25,28 +25,40 @@ PROJECTION_INITS = {"pytorch": None, "xavier_normal": nn.init.xavier_normal_, "x
 
 class ModalityProjections(nn.Module):
     """Each modality's raw item features (trainable when ``trainable``, as MMRec's FREEDOM and BM3 do) and a
-    linear map to ``dim``. Any number of modalities, named as in the dataset.
+    linear map to ``dim``. Any number of modalities, named as in the dataset. With ``sparse``, trainable tables
+    get row-sparse gradients when read by rows (``forward(items)``), which the Recommender's optimiser
+    updates row by row.
 
     ``init`` sets the maps' weights as the model's reference does: ``pytorch`` (nn.Linear's default, as MMRec's
     FREEDOM and LATTICE), ``xavier_normal`` (MMRec's BM3) or ``xavier_uniform`` (LLMRec); biases keep
     nn.Linear's default, as in those references."""
 
-    def __init__(self, features: dict[str, np.ndarray], dim: int, trainable: bool = True, init: str = "pytorch"):
+    def __init__(self, features: dict[str, np.ndarray], dim: int, trainable: bool = True, init: str = "pytorch",
+                 sparse: bool = False):
         super().__init__()
         if init not in PROJECTION_INITS:
             raise ConfigError(f"projection init must be one of {sorted(PROJECTION_INITS)}, got '{init}'")
         self.names = sorted(features)
-        self.tables = nn.ModuleDict({n: nn.Embedding.from_pretrained(torch.from_numpy(np.asarray(features[n],
-                                     dtype=np.float32)), freeze=not trainable) for n in self.names})
+        # sparse: row lookups give row-sparse gradients, updated lazily (gnnrec/models/sparse_adam.py)
+        # trainable tables get their own copy: training (or loading trained weights) must never write into the
+        # dataset's feature arrays, which the item graph, exports and ablations read as the raw features
+        as_table = (lambda a: torch.tensor(a, dtype=torch.float32)) if trainable else (
+            lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32)))
+        self.tables = nn.ModuleDict({n: nn.Embedding.from_pretrained(as_table(features[n]), freeze=not trainable,
+                                                                     sparse=sparse and trainable)
+                                     for n in self.names})
         self.proj = nn.ModuleDict({n: nn.Linear(features[n].shape[1], dim) for n in self.names})
         if PROJECTION_INITS[init] is not None:
             for layer in self.proj.values():
                 PROJECTION_INITS[init](layer.weight)
 
     def forward(self, items: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Projected features of all items, or of the rows ``items`` only (a batch: far cheaper at scale)."""
-        return {n: self.proj[n](self.tables[n].weight if items is None else self.tables[n](items))
-                for n in self.names}
+        """Projected features of all items, or of the rows ``items`` only (a batch: far cheaper at scale; each
+        distinct row is projected once, so a row-sparse gradient holds each row once)."""
+        if items is None:
+            return {n: self.proj[n](self.tables[n].weight) for n in self.names}
+        rows, where = torch.unique(items, return_inverse=True)
+        return {n: self.proj[n](self.tables[n](rows))[where] for n in self.names}
 
 
 def gate(dim: int) -> nn.Sequential:
@@ -55,7 +67,8 @@ def gate(dim: int) -> nn.Sequential:
 
 
 def frozen_item_graph(features: dict[str, np.ndarray], k: int, weights: dict | None, cache_dir: str | None,
-                      binary: bool = True, backend: str = "exact") -> FixedSparse:
+                      binary: bool = True, backend: str = "exact", precision: str = "float32") -> FixedSparse:
     """The fused kNN item graph (section 4 of the reference) as a constant sparse operator (``graph @ h``)."""
-    matrix = item_graph(features, k=k, weights=weights, binary=binary, cache_dir=cache_dir, backend=backend)
+    matrix = item_graph(features, k=k, weights=weights, binary=binary, cache_dir=cache_dir, backend=backend,
+                        precision=precision)
     return fixed_operator(matrix)

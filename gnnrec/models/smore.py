@@ -55,7 +55,7 @@ class SMORE(Recommender):
                  knn_k: int = 10, modality_knn_k: dict | None = None, cl_weight: float = 0.01,
                  temperature: float = 0.2, dropout: float = 0.0, reg_weight: float = 1e-4, lr_decay: float = 0.96,
                  lr_decay_epochs: int = 50, graph_cache_dir: str | None = None, knn_backend: str = "exact",
-                 **kwargs):
+                 knn_precision: str = "float32", **kwargs):
         super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
         feats = require_features(dataset, "smore")
         names = sorted(feats)
@@ -81,7 +81,7 @@ class SMORE(Recommender):
                 key = "knn_k" if k == knn_k else f"modality_knn_k.{n}"
                 raise ConfigError(f"model.{key} must be at most the number of items ({self.n_items}), got {k}")
         graphs = {n: item_graph({n: feats[n]}, k=ks[n], weights={n: 1.0}, binary=False, cache_dir=graph_cache_dir,
-                                backend=knn_backend) for n in names}
+                                backend=knn_backend, precision=knn_precision) for n in names}
         self.item_graphs = {n: fixed_operator(g) for n, g in graphs.items()}
         self.fusion_graph = fixed_operator(max_fusion([graphs[n] for n in names]))
         self._ui_adj = FixedSparse(normalized_bipartite(dataset.graph))

@@ -1,0 +1,154 @@
+"""The fused propagation operator against the legacy one, and row-sparse feature gradients and updates."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gnnrec.errors import ConfigError
+from gnnrec.graphs import normalized_bipartite
+from gnnrec.graphs.spmm import FixedSparse, propagate, propagation, set_propagation
+from gnnrec.models import BM3, FREEDOM
+from gnnrec.models.sparse_adam import RowSparseAdam
+
+
+def _run(op, blocks, layers, mean, weights):
+    """Output blocks and input gradients of a weighted sum of the propagated blocks."""
+    inputs = [b.detach().clone().requires_grad_(True) for b in blocks]
+    out = propagate(op, inputs if len(inputs) > 1 else inputs[0], layers, mean=mean)
+    out = out if isinstance(out, tuple) else (out,)
+    sum((o * w).sum() for o, w in zip(out, weights) if w is not None).backward()
+    return [o.detach() for o in out], [i.grad for i in inputs]
+
+
+@pytest.mark.parametrize("layers", [0, 1, 3])
+@pytest.mark.parametrize("mean", [False, True])
+@pytest.mark.parametrize("as_blocks", [False, True])
+def test_fused_propagation_equals_legacy_forward_and_backward(small_synthetic, layers, mean, as_blocks):
+    op = FixedSparse(normalized_bipartite(small_synthetic.train))
+    gen = torch.Generator().manual_seed(0)
+    n_u, n_i = small_synthetic.n_users, small_synthetic.n_items
+    x = torch.randn(n_u + n_i, 8, generator=gen)
+    w = torch.randn(n_u + n_i, 8, generator=gen)
+    blocks, weights = ([x[:n_u], x[n_u:]], [w[:n_u], w[n_u:]]) if as_blocks else ([x], [w])
+    with propagation("legacy"):
+        ref_out, ref_grad = _run(op, blocks, layers, mean, weights)
+    out, grad = _run(op, blocks, layers, mean, weights)
+    for a, b in zip(out + grad, ref_out + ref_grad):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert layers == 0 or not torch.allclose(out[0], blocks[0] / (layers + 1 if mean else 1))  # it propagated
+
+
+def test_fused_propagation_of_a_non_symmetric_operator_and_an_unused_block():
+    gen = torch.Generator().manual_seed(1)
+    dense = torch.rand(7, 7, generator=gen) * (torch.rand(7, 7, generator=gen) < 0.5)
+    assert not torch.equal(dense, dense.T)
+    op = FixedSparse(dense.to_sparse_csr(), dense.T.contiguous().to_sparse_csr())
+    x = torch.randn(7, 3, generator=gen)
+    weights = [torch.randn(4, 3, generator=gen), None]  # the second block's output is not used
+    with propagation("legacy"):
+        ref_out, ref_grad = _run(op, [x[:4], x[4:]], 2, True, weights)
+    out, grad = _run(op, [x[:4], x[4:]], 2, True, weights)
+    xr = x.clone().requires_grad_(True)  # dense reference: mean of x, A x, A^2 x
+    dense_out = (xr + dense @ xr + dense @ (dense @ xr)) / 3
+    (dense_out[:4] * weights[0]).sum().backward()
+    for a, b in zip(out + grad, [dense_out[:4].detach(), dense_out[4:].detach(), xr.grad[:4], xr.grad[4:]]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(out + grad, ref_out + ref_grad):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_propagation_mode_is_a_config_error():
+    with pytest.raises(ConfigError, match="propagation must be one of"):
+        set_propagation("fast")
+
+
+def _adam_steps(opt_factory, rows_per_step, n=12, dim=5, steps=4):
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(n, dim, sparse=True)
+    opt = opt_factory(table)
+    for rows in rows_per_step[:steps]:
+        opt.zero_grad()
+        (table(rows) ** 2).sum().mul(0.5).add(table(rows).sum()).backward()
+        if not isinstance(opt, RowSparseAdam):
+            table.weight.grad = table.weight.grad.to_dense()
+        opt.step()
+    return table.weight.detach()
+
+
+def test_row_sparse_adam_equals_adam_when_every_row_is_touched():
+    every = [torch.arange(12)] * 4
+    lazy = _adam_steps(lambda t: RowSparseAdam([t.weight], [t.weight], lr=0.1), every)
+    dense = _adam_steps(lambda t: torch.optim.Adam([t.weight], lr=0.1), every)
+    torch.testing.assert_close(lazy, dense, rtol=1e-5, atol=1e-6)
+
+
+def test_row_sparse_adam_moves_only_touched_rows():
+    torch.manual_seed(0)
+    start = torch.nn.Embedding(12, 5).weight.detach().clone()
+    batches = [torch.tensor([0, 3, 3]), torch.tensor([1, 3])] * 2
+    lazy = _adam_steps(lambda t: RowSparseAdam([t.weight], [t.weight], lr=0.1), batches)
+    dense = _adam_steps(lambda t: torch.optim.Adam([t.weight], lr=0.1), batches)
+    untouched = [2, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert torch.equal(lazy[untouched], start[untouched]) and torch.equal(dense[untouched], start[untouched])
+    assert not torch.equal(lazy[[0, 1, 3]], start[[0, 1, 3]])
+    # row 3 is in every batch: the same moments and steps as dense Adam; rows 0 and 1 are not (the documented
+    # difference: dense Adam keeps moving them by momentum when a batch does not touch them)
+    torch.testing.assert_close(lazy[3], dense[3], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(lazy[0], dense[0])
+
+
+def test_row_sparse_adam_refuses_weight_decay():
+    table = torch.nn.Embedding(4, 2, sparse=True)
+    with pytest.raises(ConfigError, match="weight_decay"):
+        RowSparseAdam([table.weight], [table.weight], lr=0.1, weight_decay=1e-4)
+
+
+def _train(model, steps=3):
+    opt = model.configure_optimizers()
+    users, pos, neg = torch.tensor([0, 1, 2, 1]), torch.tensor([3, 4, 3, 5]), torch.tensor([6, 7, 8, 6])
+    for _ in range(steps):
+        opt.zero_grad()
+        model.loss(users, pos, neg)[0].backward()
+        opt.step()
+    return opt, {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_freedom_sparse_features_give_equal_results_with_reg_weight_zero(small_synthetic):
+    runs = []
+    for sparse in (True, False):
+        torch.manual_seed(0)
+        runs.append(_train(FREEDOM(small_synthetic, embedding_dim=8, reg_weight=0.0, sparse_features=sparse)))
+    (sparse_opt, sparse_params), (dense_opt, dense_params) = runs
+    assert isinstance(sparse_opt, RowSparseAdam) and not isinstance(dense_opt, RowSparseAdam)
+    for name, value in dense_params.items():
+        torch.testing.assert_close(sparse_params[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_freedom_sparse_feature_step_moves_only_batch_rows(small_synthetic):
+    torch.manual_seed(0)
+    model = FREEDOM(small_synthetic, embedding_dim=8, reg_weight=0.5)
+    before = model.modalities.tables["image"].weight.detach().clone()
+    _, after = _train(model, steps=1)
+    moved = (after["modalities.tables.image.weight"] != before).any(1).nonzero().ravel().tolist()
+    assert moved == [3, 4, 5, 6, 7, 8]  # the batch's positive and negative items
+
+
+def test_bm3_batch_row_projection_equals_projecting_every_item(small_synthetic):
+    torch.manual_seed(0)
+    model = BM3(small_synthetic, embedding_dim=8, dropout=0.0)  # no dropout: both forms are deterministic
+    users, pos, neg = torch.tensor([0, 1, 2, 1]), torch.tensor([3, 4, 3, 5]), torch.tensor([6, 7, 8, 6])
+    loss = model.loss(users, pos, neg)[0]
+    loss.backward()
+    got = {n: p.grad.to_dense() for n, p in model.named_parameters()}
+    model.zero_grad()
+    user_all, item_all = model.encode()  # the reference's form: every item projected, then the batch rows
+    feats = model.modalities()
+    user_target, item_target = user_all[users].detach(), item_all[pos].detach()
+    cos = lambda a, b: 1 - F.cosine_similarity(a, b.detach(), dim=-1).mean()  # noqa: E731
+    ref = cos(model.predictor(user_all[users]), item_target) + cos(model.predictor(item_all[pos]), user_target)
+    ref = ref + model.hparams.reg_weight * (user_all.norm() + item_all.norm()) / model.n_items
+    ref = ref + model.cl_weight * sum(cos(model.predictor(f[pos]), item_target) + cos(model.predictor(f[pos]), f[pos])
+                                      for f in feats.values())
+    ref.backward()
+    torch.testing.assert_close(loss, ref)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(got[name], p.grad, rtol=1e-5, atol=1e-6, msg=name)
