@@ -25,3 +25,34 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+BEYOND_ACCURACY = ("coverage", "gini", "avg_popularity", "tail_share", "novelty")
+
+
+def beyond_table(results: dict[str, dict], ks=None) -> str:
+    """Beyond-accuracy metrics (``gnnrec.eval.beyond``) as ``metric_table`` lays out accuracy; splits without
+    them (per-epoch validation results) are left out; empty text when no split has them."""
+    results = {s: v for s, v in results.items() if any(k.startswith("coverage@") for k in v)}
+    if not results:
+        return ""
+    ks = ks or sorted({int(k.split("@")[1]) for r in results.values() for k in r if k.startswith("coverage@")})
+    header = f"{'split':<6} {'metric':<14}" + "".join(f"{'@' + str(k):>9}" for k in ks)
+    lines = [header, "-" * len(header)]
+    for split, values in results.items():
+        for m in BEYOND_ACCURACY:
+            lines.append(f"{split:<6} {m:<14}" + "".join(f"{values.get(f'{m}@{k}', float('nan')):>9.4f}" for k in ks))
+    return "\n".join(lines)
+
+
+def group_text_table(rows: list[dict], k: int = 20) -> str:
+    """The "by user group" table (``gnnrec.eval.groups.group_table`` rows) at one K."""
+    metrics = ("recall", "ndcg", "precision", "hit", "map", "recall_head", "recall_tail")
+    names = [f"{m}@{k}" for m in metrics]
+    header = f"{'group':<6} {'users':>7} {'degree':>9}" + "".join(f"{n:>{len(n) + 2}}" for n in names)
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        degree = f"{row['min_degree']}-{row['max_degree']}" if row["users"] else "-"
+        cells = "".join(f"{row.get(n, float('nan')):>{len(n) + 2}.4f}" for n in names)
+        lines.append(f"{row['group']:<6} {row['users']:>7d} {degree:>11}" + cells)
+    return "\n".join(lines)

@@ -23,6 +23,7 @@ from gnnrec.data import load_dataset
 from gnnrec.datamodule import RecDataModule
 from gnnrec.errors import Interrupted
 from gnnrec.eval import FullRankingEvaluator
+from gnnrec.eval.per_user import write_run_results
 from gnnrec.models import build_model
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,7 @@ def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     best = checkpoint.best_model_path or None
     best_epoch = torch.load(best, map_location="cpu", weights_only=False)["epoch"] + 1 if best else None
     model.evaluated_epoch = best_epoch
+    model.collect_per_user = True  # the final evaluation keeps per-user rows and adds beyond-accuracy metrics
     try:
         valid = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
@@ -265,6 +267,9 @@ def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     metrics = run_metrics(cfg, dataset, strip_prefix(valid, "valid/"), strip_prefix(test, "test/"), best_epoch,
                           trainer.current_epoch, mean(timer.seconds), best, mean(timer.eval_seconds))
     if trainer.is_global_zero:
+        for split, collected in getattr(model, "per_user_rows", {}).items():  # none for a split without users
+            write_run_results(run_dir, dataset, datamodule.evaluators[split], collected, model=cfg["model"]["name"],
+                              seed=cfg["seed"])
         write_metrics(run_dir, metrics)
     return RunResult(run_dir, metrics, trainer.is_global_zero)
 
@@ -273,10 +278,11 @@ def evaluate_only(cfg: dict, run_dir: Path, dataset, model) -> RunResult:
     """Learning-free models: evaluate directly and save a checkpoint that `gnnrec evaluate` can reopen."""
     results = {}
     with torch.no_grad():
-        score = model.score_fn()
+        score = model.eval_scorer()
         for split in ("valid", "test"):
             ev = FullRankingEvaluator(dataset, split, cfg["eval"]["protocol"], cfg["eval"]["ks"])
-            results[split] = ev.evaluate(score, cfg["eval"]["batch_size"])
+            results[split], collected = ev.evaluate_per_user(score, cfg["eval"]["batch_size"])
+            write_run_results(run_dir, dataset, ev, collected, model=cfg["model"]["name"], seed=cfg["seed"])
     ckpt = run_dir / "checkpoints" / "best.ckpt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": model.state_dict(), "gnnrec_config": cfg, "epoch": 0}, ckpt)

@@ -54,6 +54,11 @@ class LATTICE(Recommender):
     def on_train_epoch_start(self):
         self._learned = None
 
+    def on_load_checkpoint(self, checkpoint):
+        # the cached graph came from the weights of another epoch: the best checkpoint's evaluation (and any
+        # reopened run) builds it from the loaded projections, so reported and re-computed scores agree
+        self._learned = None
+
     def learned_graphs(self, with_grad: bool) -> dict[str, torch.Tensor]:
         with torch.set_grad_enabled(with_grad):
             graphs = {n: learned_knn_graph(f, self.knn_k) for n, f in self.modalities().items()}
@@ -76,8 +81,8 @@ class LATTICE(Recommender):
             if self._learned is None:
                 self._learned = self.learned_graphs(with_grad=False)
             learned = self._learned
-        x = propagate_mean(self._adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.num_layers)
-        return x[: self.n_users], x[self.n_users :] + self.item_part(learned)
+        users, items = propagate_mean(self._adj, (self.user_emb.weight, self.item_emb.weight), self.num_layers)
+        return users, items + self.item_part(learned)
 
     def loss(self, users, pos, neg):
         if self._learned is None:  # first batch of the epoch: the projections get gradients through the graph
