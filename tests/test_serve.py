@@ -180,9 +180,13 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(exports):
     """`gnnrec serve` in a subprocess on a free loopback port; stopped (and checked stopped) at the end."""
+    yield from serve_folder(exports["hnsw"].folder)
+
+
+def serve_folder(folder):
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "gnnrec", "serve", str(exports["hnsw"].folder), "--host",
+    proc = subprocess.Popen([sys.executable, "-m", "gnnrec", "serve", str(folder), "--host",
                              "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
@@ -206,7 +210,7 @@ def server(exports):
 def test_health(server):
     client, _ = server
     assert client.get("/health").json() == {"status": "ok", "model": "lightgcn", "dataset": "synthetic",
-                                            "users": 300, "items": 200, "index": "hnsw"}
+                                            "users": 300, "items": 200, "added_items": 0, "index": "hnsw"}
 
 
 def test_recommend_endpoint(server, exports):
@@ -260,3 +264,86 @@ def test_server_listens_on_loopback_only_and_stops(server):
     assert proc.wait(timeout=30) is not None
     with pytest.raises(httpx.TransportError):
         client.get("/health")
+
+
+# --- brand-new items: POST /items on a FREEDOM export trained without 10% of the items ----------------------
+
+@pytest.fixture(scope="module")
+def cold_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cold")
+    result = train(load_config(None, SMALL + [f"output.dir={out}", "output.name=f", "model.name=freedom",
+                                              "train.max_epochs=1", "data.cold_items=0.1"]))
+    run = Run.open(result.run_dir)
+    export_run(run, out / "export", index="hnsw", recall_k=10)
+    return run, out / "export"
+
+
+@pytest.fixture(scope="module")
+def cold_server(cold_run):
+    yield from serve_folder(cold_run[1])
+
+
+def vectors(cold, j):
+    return {name: x[j].tolist() for name, x in cold.features.items()}
+
+
+def test_new_items_become_recommendable_and_similar(cold_run, cold_server):
+    run, folder = cold_run
+    client, _ = cold_server
+    cold, local = run.dataset.cold, Export.load(folder)
+    n = run.dataset.n_items
+    for j in range(3):
+        r = client.post("/items", json={"item": cold.item_ids[j], "features": vectors(cold, j)})
+        assert r.status_code == 201, r.text
+        assert r.json() == {"item": cold.item_ids[j], "method": "item_graph", "items": n + j + 1}
+    local.add_items(cold.item_ids[:3], {name: x[:3] for name, x in cold.features.items()})
+    health = client.get("/health").json()
+    assert health["items"] == n + 3 and health["added_items"] == 3
+    user = str(local.user_ids[5])
+    everything = client.post("/recommend", json={"user": user, "k": n + 3}).json()
+    assert set(cold.item_ids[:3]) <= set(everything["items"])
+    only_new = client.post("/recommend", json={"user": user, "k": 3, "items": list(cold.item_ids[:3])}).json()
+    assert only_new == local.recommend([user], 3, items=list(cold.item_ids[:3]))[0]
+    assert only_new["items"][0] == cold.item_ids[:3][np.argmax(local.item_emb[n:] @ local.user_emb[5])]
+    similar = client.post("/similar-items", json={"item": cold.item_ids[1], "k": 5}).json()
+    assert similar == local.similar_items(cold.item_ids[1], 5)
+    back = client.post("/similar-items", json={"item": cold.item_ids[0], "k": n + 2}).json()["items"]
+    assert cold.item_ids[1] in back and cold.item_ids[0] not in back
+
+
+@pytest.mark.parametrize("body, status, detail", [
+    ("duplicate-warm", 409, "already exist"),
+    ("duplicate-new", 409, "already exist"),
+    ("wrong-width", 422, "must have 64 values, got 3"),
+    ("missing-modality", 422, "missing ['text']"),
+    ("unknown-modality", 422, "unknown ['sound']"),
+    ("no-features", 422, "needs 'features'"),
+    ("not-numbers", 422, "valid number"),
+    ("no-id", 422, "Field required"),
+    ("text-without-encoder", 422, "no recorded text encoder"),
+    (b'{"item": "x", "features": ', 422, "JSON decode error"),
+])
+def test_new_item_errors_are_json_with_the_right_status(cold_run, cold_server, body, status, detail):
+    run, _ = cold_run
+    client, _ = cold_server
+    cold = run.dataset.cold
+    good = vectors(cold, 5)
+    assert len(good["image"]) == 64
+    if isinstance(body, str):
+        body = {"duplicate-warm": {"item": str(run.dataset.item_info["item_id"][0]), "features": good},
+                "duplicate-new": {"item": "twice", "features": good},
+                "wrong-width": {"item": "w", "features": {**good, "image": [1.0, 2.0, 3.0]}},
+                "missing-modality": {"item": "m", "features": {"image": good["image"]}},
+                "unknown-modality": {"item": "u", "features": {**good, "sound": [1.0]}},
+                "no-features": {"item": "n"},
+                "not-numbers": {"item": "s", "features": {**good, "image": ["a"] * 64}},
+                "no-id": {"features": good},
+                "text-without-encoder": {"item": "t", "text": {"text": "a red bicycle"}}}[body]
+        if body.get("item") == "twice":
+            assert client.post("/items", json=body).status_code == 201
+        r = client.post("/items", json=body)
+    else:
+        r = client.post("/items", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json" and detail in json.dumps(r.json()["detail"])
+

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from gnnrec.errors import DataError
+
+if TYPE_CHECKING:
+    from gnnrec.data.cold import ColdItems
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ class RecDataset:
     user_features: dict[str, np.ndarray] = field(default_factory=dict)
     augmented_edges: np.ndarray | None = None
     augment_graph: bool = False
+    cold: "ColdItems | None" = None  # items held out of training entirely (data.cold_items), see gnnrec.data.cold
 
     @property
     def n_users(self) -> int:

@@ -22,9 +22,14 @@ from gnnrec.models.base import Recommender
 from gnnrec.recommend import id_index, known_items, lookup, original_ids
 from gnnrec.runs import Run
 from gnnrec.serving.ann import INDEXES, build_index, exact_top_k, faiss_module, index_top_k, recall_at_k
+from gnnrec.serving.coldstart import SPEC_FILE, ColdStart, write_cold_start
 
 FORMAT = "gnnrec-export/1"
 SCORING = "dot: score(user, item) = user_emb[user] . item_emb[item]"
+
+
+class DuplicateIdError(GnnrecError):
+    """A new item's id is already served (HTTP 409)."""
 
 
 def dot_embeddings(model, check_users: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -77,11 +82,13 @@ def export_run(run, out, index: str = "hnsw", overrides=None, recall_k: int = 20
     if (run.folder / "metrics.json").is_file():
         (out / "metrics.json").write_bytes((run.folder / "metrics.json").read_bytes())
         files.append("metrics.json")
+    cold_start, cold_files = write_cold_start(run, item, out)  # features, kNN rule, base vectors for new items
+    files += cold_files
     manifest = {"format": FORMAT, "model": run.config["model"]["name"], "dataset": run.dataset.name,
                 "run": str(run.folder.resolve()), "n_users": len(user), "n_items": len(item), "dim": user.shape[1],
                 "scoring": SCORING,
                 "known_items": "train + valid + test interactions, hidden when exclude_seen",
-                "index": {"type": "none"}}
+                "index": {"type": "none"}, "cold_start": cold_start}
     if index != "none":
         ann = build_index(item, index, hnsw_m, ef_construction)
         name = f"items_{index}.faiss"
@@ -114,6 +121,8 @@ class Export:
     item_ids: np.ndarray
     known: sp.csr_matrix
     index: object = None
+    cold_start: ColdStart | None = None
+    added: list = field(default_factory=list)  # original ids of items added after export (POST /items)
     lookups: dict = field(init=False, repr=False)
     unit_items: np.ndarray = field(init=False, repr=False)
 
@@ -138,8 +147,9 @@ class Export:
                for k in ("user", "item")}
         info = manifest["index"]
         index = faiss_module().read_index(str(folder / info["file"])) if info["type"] != "none" else None
+        cold = ColdStart.load(folder) if (folder / SPEC_FILE).is_file() else None
         return cls(folder, manifest, np.load(folder / "user_emb.npy"), np.load(folder / "item_emb.npy"),
-                   ids["user"], ids["item"], sp.load_npz(folder / "known.npz").tocsr(), index)
+                   ids["user"], ids["item"], sp.load_npz(folder / "known.npz").tocsr(), index, cold)
 
     def internal(self, kind: str, ids) -> np.ndarray:
         return lookup(self.lookups[kind], kind, ids, f"export {self.folder.name}")
@@ -170,3 +180,35 @@ class Export:
         keep = top.items[0] >= 0
         return {"item": str(item), "items": self.item_ids[top.items[0][keep]].tolist(),
                 "scores": top.scores[0][keep].astype(float).tolist()}
+
+    def add_items(self, ids, features: dict | None = None, texts: dict | None = None) -> np.ndarray:
+        """Add brand-new items (original ``ids``) from their features per modality (one row per item) and/or
+        raw texts (one item; encoded with the modality's recorded encoder); they become recommendable and
+        findable by ``similar_items``. Returns their embeddings (gnnrec.serving.coldstart for the rule)."""
+        if self.cold_start is None:
+            raise GnnrecError(f"export {self.folder.name} cannot add items: it has no cold-start data "
+                              f"({self.manifest.get('cold_start', {}).get('reason', 'exported before cold start')})")
+        ids = [str(i) for i in ids]
+        unique, counts = np.unique(np.array(ids, dtype=object).astype(str), return_counts=True)
+        taken = sorted({i for i in ids if i in self.lookups["item"]} | set(unique[counts > 1].tolist()))
+        if taken:
+            raise DuplicateIdError(f"item id(s) {', '.join(taken[:10])} already exist in export {self.folder.name}")
+        given = dict(features or {})
+        if texts:
+            if len(ids) != 1:
+                raise GnnrecError("texts describe one new item at a time")
+            given.update(self.cold_start.encode_text(texts))
+        emb = self.cold_start.embed(given)
+        if len(emb) != len(ids):
+            raise GnnrecError(f"{len(ids)} new item id(s) but features for {len(emb)} item(s)")
+        n = len(self.item_emb)
+        self.item_emb = np.concatenate([self.item_emb, emb])
+        self.unit_items = np.concatenate([self.unit_items, emb / np.maximum(np.linalg.norm(emb, axis=1,
+                                                                                          keepdims=True), 1e-12)])
+        self.item_ids = np.concatenate([self.item_ids, np.array(ids, dtype=object)])
+        self.known = sp.hstack([self.known, sp.csr_matrix((self.known.shape[0], len(ids)))]).tocsr()
+        self.lookups["item"].update({i: n + j for j, i in enumerate(ids)})
+        if self.index is not None:
+            self.index.add(np.ascontiguousarray(emb, dtype=np.float32))
+        self.added += ids
+        return emb

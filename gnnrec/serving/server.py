@@ -1,14 +1,16 @@
 """HTTP service over an export (FastAPI + uvicorn, the ``serve`` extra): loaded once, answers with original ids.
 
 Errors are JSON ``{"detail": ...}``: an unknown user or item is 404; a bad k or a malformed body is 422
-(pydantic validates the request models before any handler runs).
+(pydantic validates the request models before any handler runs); adding an item whose id exists is 409.
+Queries and item additions take one lock: an addition grows the arrays and the FAISS index in place.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from gnnrec.errors import GnnrecError, UnknownIdError
-from gnnrec.serving.export import Export
+from gnnrec.serving.export import DuplicateIdError, Export
 
 try:
     from fastapi import FastAPI, Request
@@ -35,6 +37,19 @@ class SimilarRequest(Query):
     k: int = Field(10, ge=1)
 
 
+class NewItemRequest(Query):
+    item: str
+    features: dict[str, list[float]] | None = Field(None, description="modality -> feature vector")
+    text: str | dict[str, str] | None = Field(None, description="raw text, encoded with the recorded encoder; "
+                                              "a string goes to the one modality that has a text encoder")
+
+
+class NewItem(BaseModel):
+    item: str
+    method: str
+    items: int
+
+
 class Recommendation(BaseModel):
     user: str
     items: list[str]
@@ -52,10 +67,15 @@ def create_app(export: Export | str | Path) -> FastAPI:
     export = export if isinstance(export, Export) else Export.load(export)
     m = export.manifest
     app = FastAPI(title="gnnrec", description=f"{m['model']} on {m['dataset']}")
+    lock = threading.Lock()
 
     @app.exception_handler(UnknownIdError)
     async def unknown_id(request: Request, exc: UnknownIdError):
         return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    @app.exception_handler(DuplicateIdError)
+    async def duplicate_id(request: Request, exc: DuplicateIdError):
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
 
     @app.exception_handler(GnnrecError)
     async def bad_request(request: Request, exc: GnnrecError):
@@ -64,15 +84,32 @@ def create_app(export: Export | str | Path) -> FastAPI:
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "model": m["model"], "dataset": m["dataset"], "users": m["n_users"],
-                "items": m["n_items"], "index": m["index"]["type"]}
+                "items": len(export.item_ids), "added_items": len(export.added), "index": m["index"]["type"]}
 
     @app.post("/recommend")
     def recommend(req: RecommendRequest) -> Recommendation:
-        return export.recommend([req.user], req.k, req.exclude_seen, req.items)[0]
+        with lock:
+            return export.recommend([req.user], req.k, req.exclude_seen, req.items)[0]
 
     @app.post("/similar-items")
     def similar_items(req: SimilarRequest) -> Similar:
-        return export.similar_items(req.item, req.k)
+        with lock:
+            return export.similar_items(req.item, req.k)
+
+    @app.post("/items", status_code=201)
+    def add_item(req: NewItemRequest) -> NewItem:
+        if req.features is None and req.text is None:
+            raise GnnrecError("a new item needs 'features' (modality -> vector) or 'text'")
+        texts = req.text
+        if isinstance(texts, str):
+            named = sorted((export.cold_start.spec.get("encoders") if export.cold_start else None) or {})
+            if len(named) != 1:
+                raise GnnrecError(f"'text' as a string needs exactly one modality with a text encoder, this export "
+                                  f"has {named}; send {{modality: text}}")
+            texts = {named[0]: texts}
+        with lock:
+            export.add_items([req.item], {k: [v] for k, v in (req.features or {}).items()}, texts)
+            return {"item": req.item, "method": export.cold_start.spec["method"], "items": len(export.item_ids)}
 
     return app
 
