@@ -1,5 +1,5 @@
-"""Command line: ``gnnrec train | search | augment | evaluate | recommend | export | serve | expressiveness | encode |
-graph | data``."""
+"""Command line: ``gnnrec train | search | augment | compare | report | evaluate | ablate | recommend | export | serve |
+expressiveness | encode | graph | data``."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,7 @@ from gnnrec.errors import GnnrecError
 
 def cmd_train(args) -> None:
     from gnnrec.config import load_config
-    from gnnrec.report import metric_table
+    from gnnrec.report import beyond_table, metric_table
     from gnnrec.train import train
 
     config, overrides = args.config, list(args.overrides)
@@ -31,6 +31,8 @@ def cmd_train(args) -> None:
     else:
         print(f"{m['model']} on {m['dataset']}, protocol {m['protocol']}: learning-free, evaluated without training")
     print(metric_table({s: m[s] for s in ("valid", "test") if m[s].get("users", 1)}))  # no empty validation block
+    print(beyond_table({s: m[s] for s in ("valid", "test") if m[s].get("users", 1)}))
+    print(f"per-user test results: {result.run_dir / 'test_per_user.npz'} (by user group: test_groups.json)")
 
 
 def cmd_search(args) -> None:
@@ -49,24 +51,68 @@ def cmd_search(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    from pathlib import Path
+
     import torch
 
     from gnnrec.eval import FullRankingEvaluator
-    from gnnrec.report import metric_table
-    from gnnrec.runs import load_run
+    from gnnrec.eval.groups import group_table
+    from gnnrec.eval.per_user import from_evaluation, write_run_results
+    from gnnrec.report import beyond_table, group_text_table, metric_table
+    from gnnrec.runs import load_run, resolve_checkpoint
 
     cfg, dataset, model = load_run(args.checkpoint, list(args.overrides))
     protocol = args.protocol or cfg["eval"]["protocol"]
     splits = ["valid", "test"] if args.split == "both" else [args.split]
+    run_dir = resolve_checkpoint(args.checkpoint).parent.parent
+    # per-user files go into the run folder when this is the run's own protocol, or where --per-user says
+    into_run = protocol == cfg["eval"]["protocol"] and (run_dir / "config.yaml").is_file()
+    results, per_user = {}, {}
     with torch.no_grad():
-        score = model.score_fn()
-        results = {s: FullRankingEvaluator(dataset, s, protocol, cfg["eval"]["ks"]).evaluate(
-            score, cfg["eval"]["batch_size"]) for s in splits}
+        score = model.eval_scorer()
+        for s in splits:
+            ev = FullRankingEvaluator(dataset, s, protocol, cfg["eval"]["ks"])
+            results[s], collected = ev.evaluate_per_user(score, cfg["eval"]["batch_size"])
+            if args.per_user or into_run:
+                target = None
+                if args.per_user:
+                    target = Path(args.per_user)
+                    target = target if len(splits) == 1 else target.with_name(f"{target.stem}_{s}{target.suffix}")
+                per_user[s] = write_run_results(run_dir, dataset, ev, collected, model=cfg["model"]["name"],
+                                                seed=cfg["seed"], path=target)
+            else:
+                per_user[s] = from_evaluation(dataset, ev, collected, model=cfg["model"]["name"], seed=cfg["seed"],
+                                              run_dir=None)
     print(f"{cfg['model']['name']} on {dataset.name}, protocol {protocol}")
     print(metric_table(results))
+    print(beyond_table(results))
+    if "test" in per_user:
+        test = per_user["test"]
+        k = 20 if 20 in test.ks else max(test.ks)
+        print(f"\ntest by user group (training-degree quartiles Q1-Q4 of evaluated users; cold: at most "
+              f"{test.meta['cold_degree']} training interactions; head/tail: the held-out items by popularity)")
+        print(group_text_table(group_table(test), k))
+    for s, res in per_user.items():
+        if res.path is not None:
+            print(f"{s} per-user results: {res.path}")
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             json.dump({"protocol": protocol, **results}, fh, indent=2)
+
+
+def cmd_ablate(args) -> None:
+    from gnnrec.analysis.ablate import ablate, ablation_table
+    from gnnrec.runs import resolve_checkpoint
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    result = ablate(args.checkpoint, modes, args.seed, args.retrain, list(args.overrides))
+    out = args.out or resolve_checkpoint(args.checkpoint).parent.parent / "ablation.json"
+    with open(out, "w", encoding="utf-8") as fh:
+        json.dump(result, fh, indent=2)
+    print(f"{result['model']} on {result['dataset']}, protocol {result['protocol']}, modalities "
+          f"{', '.join(result['modalities'])}")
+    print(ablation_table(result))
+    print(f"written: {out}")
 
 
 def cmd_recommend(args) -> None:
@@ -104,6 +150,8 @@ def cmd_export(args) -> None:
     if "recall" in m["index"]:
         r = m["index"]["recall"]
         print(f"{m['index']['type']} index recall@{r['k']} vs exact scoring: {r['value']:.4f} ({r['users']} users)")
+    print(f"new items (POST /items): {m['cold_start']['method']}"
+          + (f" ({m['cold_start']['reason']})" if "reason" in m["cold_start"] else ""))
 
 
 def cmd_serve(args) -> None:
@@ -227,7 +275,7 @@ def cmd_graph_build(args) -> None:
     start = time.perf_counter()
     graph = item_graph(data.features, k=args.k, weights=weights, binary=not args.weighted,
                        include_self=not args.no_self, cache_dir=args.cache_dir or None, progress=True,
-                       backend=args.backend)
+                       backend=args.backend, precision=args.precision)
     print(f"item graph of {data.name}: {graph.shape[0]} items, {graph.nnz} edges, modalities "
           f"{sorted(data.features)}, k={args.k}, {time.perf_counter() - start:.1f} s")
     if args.out:
@@ -355,6 +403,32 @@ def cmd_encode_captions(args) -> None:
     encode_to_store(args, manifest, run)
 
 
+def cmd_compare(args) -> None:
+    from pathlib import Path
+
+    from gnnrec.analysis.compare import compare, format_markdown, format_text, parse_metrics, to_json
+
+    result = compare(args.runs, baseline=args.baseline, metrics=parse_metrics(args.metrics))
+    print(format_text(result))
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown(result), encoding="utf-8")
+        print(f"markdown: {args.markdown}")
+    if args.json:
+        Path(args.json).write_text(to_json(result), encoding="utf-8")
+        print(f"json: {args.json}")
+    if args.plots:
+        from gnnrec.analysis.plots import comparison_plots
+
+        for path in comparison_plots(result, args.plots):
+            print(f"plot: {path}")
+
+
+def cmd_report(args) -> None:
+    from gnnrec.analysis.html_report import run_report
+
+    print(f"report: {run_report(args.run, args.out)}")
+
+
 def cmd_augment(args) -> None:
     from gnnrec.augment import run_augment
     from gnnrec.config import load_config
@@ -403,12 +477,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random", type=int, help="sample this many combinations instead of the whole grid")
     p.set_defaults(func=cmd_search)
 
+    p = sub.add_parser("compare", help="runs and searches side by side: seeds pooled, CIs, paired significance",
+                       description="One row per setting (config up to seed and output place, seeds pooled): mean "
+                                   "and 95% t interval over seeds of each test metric; paired t-test and Wilcoxon "
+                                   "signed-rank against --baseline over the same test users (Holm-adjusted across "
+                                   "the metrics) with effect size d_z; beyond-accuracy and user-group tables from "
+                                   "the runs' test_per_user.npz. Runs of different datasets, protocols or test "
+                                   "splits are refused.")
+    p.add_argument("runs", nargs="+", help="run folders and/or search folders (all their runs)")
+    p.add_argument("--baseline", help="setting label, model name or run folder to test against (default: the first)")
+    p.add_argument("--metrics", help="comma-separated test metrics (default recall@20,ndcg@20)")
+    p.add_argument("--markdown", help="also write the tables as Markdown to this file")
+    p.add_argument("--json", help="also write the full comparison as JSON to this file")
+    p.add_argument("--plots", help="write PNG plots (metric bars with CIs, popularity of recommendations) here")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of a run: metrics, groups, plots",
+                       description="Write the run's plots into <run>/plots/ and an HTML page (images embedded) "
+                                   "with its test and validation metrics, beyond-accuracy values, user-group table "
+                                   "and the training curves.")
+    p.add_argument("run", help="a run folder written by gnnrec train")
+    p.add_argument("--out", help="HTML file (default <run>/report.html)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("evaluate", help="full-ranking metrics of a trained checkpoint")
     run_arguments(p)
     p.add_argument("--split", choices=["valid", "test", "both"], default="both")
     p.add_argument("--protocol", choices=["strict", "mmrec"], help="default: the run's eval.protocol")
     p.add_argument("--output", help="also write the metrics as JSON to this file")
+    p.add_argument("--per-user", help="write the per-user results here (.npz; with --split both, FILE_valid.npz "
+                                      "and FILE_test.npz) instead of the run folder, which gets them only for the "
+                                      "run's own protocol")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("ablate", help="modality attribution: metrics with each item modality replaced",
+                       description="Re-evaluate a trained multimodal run (valid and test) with each item modality, "
+                                   "and all at once, replaced by its mean row or by its rows shuffled across items "
+                                   "(trained weights kept; item graphs rebuilt from the replaced features), and "
+                                   "report the drop per modality. Writes JSON (default <run>/ablation.json).")
+    run_arguments(p)
+    p.add_argument("--modes", default="mean,shuffle", help="comma-separated: mean, shuffle (default both)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffling permutations")
+    p.add_argument("--retrain", action="store_true",
+                   help="also train the run's config again without each modality (runs in <run>/ablate/)")
+    p.add_argument("--out", help="JSON file to write (default <run>/ablation.json)")
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("recommend", help="top-K unseen items for users, with the dataset's own ids",
                        description="Rank every item for the given users (or --all, into --out) with a trained "
@@ -527,6 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="also save the graph as a scipy .npz")
     q.add_argument("--backend", choices=["exact", "faiss", "faiss-hnsw"], default="exact",
                    help="exact block-wise top-k (default), FAISS exact, or FAISS HNSW (approximate, for millions)")
+    q.add_argument("--precision", choices=["float32", "bf16"], default="float32",
+                   help="exact backend: bf16 picks candidates from bfloat16 products, then re-ranks them in float32 "
+                        "(same neighbours; faster only where the CPU/GPU has bf16 matrix units)")
     q.set_defaults(func=cmd_graph_build)
 
     p = sub.add_parser("data", help="dataset tools")

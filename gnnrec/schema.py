@@ -68,7 +68,13 @@ class DataSection(Section):
     valid_min_history: Positive = 3  # users with this many train items get at least one validation item
     valid_keep_items: bool = True  # never carve an item's last training interaction (no cold test items)
     drop_cold: bool = True
+    # share of items taken out of training entirely (cold-start evaluation, gnnrec/data/cold.py); < 1
+    cold_items: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    # seed of the split of unsplit logs, the validation carving and the cold items; None: the run's `seed`.
+    # Set it to train several seeds on one split (gnnrec compare pools only runs on the same split)
+    split_seed: NonNegative | None = None
     modalities: list[str] | None = None  # feature files to load; None = all
+    drop_modalities: list[str] = []  # item modalities removed after loading (feature_dirs too): ablation retraining
     feature_fill: Literal["none", "mean"] = "none"  # all-zero rows (items without content): the mean of the others
     feature_norm: Literal["none", "zscore", "l2"] = "none"  # scaling of every feature table
     feature_dirs: list[str] = []  # extra folders of <name>_feat.npy (e.g. from `gnnrec encode`)

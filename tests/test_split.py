@@ -84,3 +84,25 @@ def test_holdout_valid_keeps_one_training_item_per_user():
     assert valid.nnz == 3 and new_train.nnz == 8
     assert valid.multiply(new_train).nnz == 0
     assert new_train[1].nnz == 1
+
+
+def test_split_seed_gives_every_run_seed_the_same_split(tmp_path):
+    """An unsplit log is split with the run's seed, unless `data.split_seed` fixes the data's own seed: then
+    runs of several seeds share one split (what `gnnrec compare` needs to pool them)."""
+    from gnnrec.config import load_config
+    from gnnrec.eval.per_user import split_hash
+    from gnnrec.train import dataset_from_config
+
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 60, 1500), rng.integers(0, 80, 1500)
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"] + [f"u{u}\ti{i}\t{n}" for n, (u, i) in enumerate(zip(users, items))]
+    (tmp_path / "log.inter").write_text("\n".join(lines) + "\n")
+
+    def test_split(*overrides):
+        cfg = load_config(None, [f"data.source={tmp_path / 'log.inter'}", "data.split.method=random", *overrides])
+        data = dataset_from_config(cfg)
+        return split_hash(data.test, data.train)
+
+    assert test_split("seed=1") != test_split("seed=2")
+    assert test_split("seed=1", "data.split_seed=7") == test_split("seed=2", "data.split_seed=7")
+    assert test_split("seed=1", "data.split_seed=7") != test_split("seed=1", "data.split_seed=8")

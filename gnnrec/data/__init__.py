@@ -4,7 +4,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from gnnrec.data.augmented import read_edges
+from gnnrec.data.cold import ColdItems, split_cold_items
 from gnnrec.data.dataset import RecDataset, interactions_to_csr
 from gnnrec.data.readers import READERS, detect_format
 from gnnrec.data.readers.features import load_features
@@ -16,7 +19,7 @@ from gnnrec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RecDataset", "Interactions", "load_dataset", "make_synthetic", "interactions_to_csr"]
+__all__ = ["RecDataset", "ColdItems", "Interactions", "load_dataset", "make_synthetic", "interactions_to_csr"]
 
 
 def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | None = None,
@@ -26,7 +29,9 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
                  feature_norm: str = "none", feature_fill: str = "none", name: str | None = None,
                  columns: dict | None = None, header: bool = True, separator: str | None = None,
                  rating_threshold: float | None = None, valid_carving: str = "ratio", valid_min_history: int = 3,
-                 valid_keep_items: bool = True, split_files: dict | None = None) -> RecDataset:
+                 valid_keep_items: bool = True, split_files: dict | None = None,
+                 cold_items: float = 0.0, drop_modalities: list[str] | None = None,
+                 split_seed: int | None = None) -> RecDataset:
     """Load (or generate) a dataset and give it a train/valid/test split.
 
     Unsplit logs (RecBole) are k-core filtered and split by ``split`` (``method`` mmrec/random/temporal);
@@ -39,10 +44,18 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
     others; ``feature_norm`` (none | zscore | l2) then scales every feature table.
     ``name`` picks ``<name>.inter`` in a folder of several datasets; ``columns``, ``header``, ``separator`` and
     ``rating_threshold`` describe a generic interaction file (format ``table``); ``split_files`` names the files
-    of such a folder that hold the valid and test rows.
+    of such a folder that hold the valid and test rows. ``cold_items`` (a share) takes that many items out of
+    training entirely and keeps their held-out interactions in ``dataset.cold`` (:mod:`gnnrec.data.cold`).
+    ``drop_modalities`` removes item modalities after every feature file (feature folders included) is read:
+    the same data with one modality fewer (``gnnrec ablate --retrain``).
     """
+    if split_seed is not None:  # the data's own seed: runs of several seeds then share one split
+        seed = split_seed
     if feature_norm not in FEATURE_NORMS:  # checked before any file is read
         raise ConfigError(f"data.feature_norm must be one of {FEATURE_NORMS}, got '{feature_norm}'")
+    if cold_items and feature_norm == "zscore":
+        raise ConfigError("data.cold_items cannot be combined with data.feature_norm=zscore: the cold items would "
+                          "need the training items' mean and std, which an export does not carry; use none or l2")
     if valid_carving not in VALID_CARVINGS:
         raise ConfigError(f"data.valid_carving must be one of {VALID_CARVINGS}, got '{valid_carving}'")
     if str(source) == "synthetic":
@@ -87,6 +100,12 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
         data.features.update(load_features(Path(folder)))
         if (Path(folder) / "users").is_dir():
             data.user_features.update(load_features(Path(folder) / "users"))
+    if drop_modalities:
+        unknown = sorted(set(drop_modalities) - set(data.features))
+        if unknown:
+            raise ConfigError(f"data.drop_modalities names {unknown}, not among the item modalities of "
+                              f"{data.name}: {sorted(data.features)}")
+        data.features = {k: v for k, v in data.features.items() if k not in drop_modalities}
     if data.valid.nnz == 0 and valid_ratio > 0:
         carved = carve_valid(data.train, valid_ratio, seed, valid_carving, valid_min_history, valid_keep_items,
                              test=data.test)
@@ -105,7 +124,11 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
     if augment and augment.get("edges"):
         data.augmented_edges = read_edges(augment["edges"], data.n_users, data.n_items)
         data.augment_graph = bool(augment.get("graph"))
+    if cold_items:
+        data = split_cold_items(data, cold_items, seed)
     data = data.validate(drop_cold=drop_cold)
+    if data.cold is not None:  # cold-start is evaluated for users the model knows
+        data.cold.drop_users(np.diff(data.train.indptr) > 0)
     if feature_fill == "mean":
         for tables, kind in ((data.features, "item"), (data.user_features, "user")):
             for name in list(tables):
@@ -118,4 +141,16 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
         data.features = standardize_all(data.features, feature_norm)
         data.user_features = standardize_all(data.user_features, feature_norm)
         data.report["feature_norm"] = feature_norm
+    if data.cold is not None:
+        scale_cold_features(data, feature_fill, feature_norm)
     return data
+
+
+def scale_cold_features(data: RecDataset, feature_fill: str, feature_norm: str) -> None:
+    """Cold items' features as the warm ones were treated, with statistics of the warm items only."""
+    for name, x in data.cold.features.items():
+        empty = ~np.any(x, axis=1)
+        if feature_fill == "mean" and empty.any():
+            x = x.copy()
+            x[empty] = data.features[name].mean(axis=0)  # the warm rows are all filled by now
+        data.cold.features[name] = standardize_all({name: x}, feature_norm)[name]

@@ -2,7 +2,9 @@
 
 Users and items belong to latent clusters; interactions are drawn from user-item affinities (plus an item
 popularity term) without replacement; every modality is a noisy random linear view of the item latents,
-so features carry the cluster signal and multimodal models have something real to exploit.
+so features carry the cluster signal and multimodal models have something real to exploit. Modalities named in
+``noise_modalities`` are noise only (no view of the latents): a content channel a model should learn to ignore,
+which is what modality attribution (``gnnrec ablate``) is tested against.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.data.split import Interactions
+from gnnrec.errors import ConfigError
 
 GENRES = ["jazz", "cooking", "travel", "gaming", "comedy", "fitness", "science", "fashion", "pets", "music",
           "dance", "cars", "art", "news", "sports", "beauty"]
@@ -30,8 +33,13 @@ def sample_without_replacement(logits: np.ndarray, counts: np.ndarray, rng) -> t
 def make_synthetic(n_users: int = 2000, n_items: int = 1000, n_clusters: int = 8, latent_dim: int = 16,
                    modalities: dict[str, int] | None = None, mean_interactions: float = 20.0,
                    min_interactions: int = 5, affinity_scale: float = 2.0, feature_noise: float = 0.5,
-                   split: str = "mmrec", seed: int = 0, block_size: int = 1024) -> RecDataset:
+                   split: str = "mmrec", seed: int = 0, block_size: int = 1024,
+                   noise_modalities: list[str] | tuple = ()) -> RecDataset:
     modalities = {"image": 64, "text": 48} if modalities is None else dict(modalities)
+    unknown = sorted(set(noise_modalities) - set(modalities))
+    if unknown:
+        raise ConfigError(f"data.synthetic.noise_modalities names {unknown}, not among the modalities "
+                          f"{sorted(modalities)}")
     rng = np.random.default_rng(seed)
     centroids = rng.normal(size=(n_clusters, latent_dim))
     user_cluster = rng.integers(n_clusters, size=n_users)
@@ -56,7 +64,8 @@ def make_synthetic(n_users: int = 2000, n_items: int = 1000, n_clusters: int = 8
     for i, (name, dim) in enumerate(modalities.items()):
         proj = rng.normal(size=(latent_dim, dim)) / latent_dim ** 0.5
         noise = feature_noise * (1 + i) * rng.normal(size=(n_items, dim)) / dim ** 0.5
-        features[name] = (item_latent @ proj + noise).astype(np.float32)
+        signal = 0.0 if name in noise_modalities else item_latent @ proj
+        features[name] = (signal + noise).astype(np.float32)
     names = np.array([GENRES[c % len(GENRES)] for c in range(n_clusters)], dtype=object)
     titles = np.array([f"{names[c]} video #{i}" for i, c in enumerate(item_cluster)], dtype=object)
     timestamps = rng.permutation(len(users)).astype(np.float64)
