@@ -94,6 +94,7 @@ class OptimSection(Section):
 
 class TrainSection(Section):
     batch_size: Positive = 2048
+    keep_freed_memory: bool = True  # CPU speed: freed tensors stay in the process (gnnrec/allocator.py)
     max_epochs: Positive = 1000
     patience: Positive = 20  # evaluations without strict improvement before stopping
     eval_every: Positive = 1  # epochs between validations

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from gnnrec.allocator import keep_freed_memory
 from gnnrec.config import dump_config
 from gnnrec.data import load_dataset
 from gnnrec.datamodule import RecDataModule
@@ -223,6 +224,8 @@ def train(cfg: dict) -> RunResult:
 
 def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    if cfg["train"]["keep_freed_memory"]:
+        keep_freed_memory()
     dataset = dataset_from_config(cfg)
     log.info("%s", describe_data(dataset))
     model = model_from_config(cfg, dataset)
