@@ -224,8 +224,7 @@ def train(cfg: dict) -> RunResult:
 
 def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
-    if cfg["train"]["keep_freed_memory"]:
-        keep_freed_memory()
+    keep_freed_memory(cfg["train"]["keep_freed_memory"])  # set either way: runs in one process don't inherit it
     dataset = dataset_from_config(cfg)
     log.info("%s", describe_data(dataset))
     model = model_from_config(cfg, dataset)

@@ -197,3 +197,13 @@ def test_new_item_text_is_encoded_with_the_recorded_encoder():
     # base = identity: the embedding is the neighbour weights, 1/2 on each of the 2 nearest titles (animations)
     assert sorted(np.flatnonzero(by_text[0])) == [0, 4]
     np.testing.assert_allclose(by_text[0][[0, 4]], [0.5, 0.5], rtol=1e-5)
+
+
+def test_zscore_runs_export_without_cold_start_and_say_why(tmp_path):
+    """A z-scored run's features cannot be matched with a new item's raw ones: no cold start, a stated reason."""
+    result = train(load_config(None, SMALL + [f"output.dir={tmp_path}", "output.name=z", "model.name=freedom",
+                                              "model.knn_k=5", "train.max_epochs=1", "data.feature_norm=zscore"]))
+    export_run(Run.open(result.run_dir), tmp_path / "export", index="none", recall_k=10)
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    cold = manifest["cold_start"]
+    assert cold["method"] == "none" and "zscore" in cold["reason"]

@@ -123,6 +123,22 @@ def test_freedom_sparse_features_give_equal_results_with_reg_weight_zero(small_s
         torch.testing.assert_close(sparse_params[name], value, rtol=1e-5, atol=1e-6)
 
 
+def test_freedom_sparse_feature_first_step_equals_dense_adam_with_reg_weight(small_synthetic):
+    """With reg_weight > 0 the feature tables get gradients: on the first step lazy (row) Adam and dense Adam
+    agree exactly (no momentum from earlier steps yet), which checks the rows, the bias correction and the
+    index mapping of the sparse path."""
+    runs = []
+    for sparse in (True, False):
+        torch.manual_seed(0)
+        runs.append(_train(FREEDOM(small_synthetic, embedding_dim=8, reg_weight=0.5, sparse_features=sparse), steps=1))
+    (sparse_opt, sparse_params), (dense_opt, dense_params) = runs
+    assert isinstance(sparse_opt, RowSparseAdam) and not isinstance(dense_opt, RowSparseAdam)
+    before = FREEDOM(small_synthetic, embedding_dim=8, reg_weight=0.5).modalities.tables["image"].weight
+    assert not torch.equal(dense_params["modalities.tables.image.weight"], before)  # the tables did move
+    for name, value in dense_params.items():
+        torch.testing.assert_close(sparse_params[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
 def test_freedom_sparse_feature_step_moves_only_batch_rows(small_synthetic):
     torch.manual_seed(0)
     model = FREEDOM(small_synthetic, embedding_dim=8, reg_weight=0.5)

@@ -321,7 +321,7 @@ def comparison_tables(result: dict) -> list[tuple[str, list[str], list[list]]]:
             rows.append([s["label"], m, f"{p['mean_diff']:+.4f}", format_p(p["p_t_holm"]),
                          format_p(p["p_wilcoxon_holm"]), "-" if np.isnan(p["d_z"]) else f"{p['d_z']:+.3f}", p["n"]])
     tables.append((f"Paired tests against {result['baseline']} over the same test users (per-user metric "
-                   "averaged over seeds; p-values Holm-adjusted across the metrics)",
+                   "averaged over seeds; p-values Holm-adjusted across the metrics of each setting, not across settings)",
                    ["setting", "metric", "mean diff", "p (t-test)", "p (Wilcoxon)", "d_z", "users"], rows))
     for key in result["settings"][0]["beyond"]:
         present = [n for n in BEYOND if any(n in s["beyond"][key] for s in result["settings"])]

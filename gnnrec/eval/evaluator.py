@@ -95,7 +95,7 @@ class FullRankingEvaluator:
         is_tail = torch.from_numpy(self.is_tail)
         out.update(per_user_beyond(top, valid, torch.from_numpy(self.item_train_count), is_tail,
                                    torch.from_numpy(self.novelty), self.ks))
-        n_tail = torch.from_numpy(np.asarray(self.heldout[u] @ self.is_tail.astype(np.float64)).astype(np.float64))
+        n_tail = torch.from_numpy(np.asarray((self.heldout[u] != 0) @ self.is_tail.astype(np.float64)).astype(np.float64))
         n_head = n_rel.to(torch.float64) - n_tail
         top_tail = is_tail[top]
         for group, group_hits, n_group in (("head", hits & ~top_tail, n_head), ("tail", hits & top_tail, n_tail)):

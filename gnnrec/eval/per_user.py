@@ -49,8 +49,15 @@ class PerUserResults:
 
     def means(self) -> dict[str, float]:
         """User means of every per-user array (NaN rows, e.g. recall_tail of users without tail items, skipped),
-        plus coverage@K and gini@K: the numbers metrics.json holds for this split."""
-        out = {name: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for name, v in self.metrics.items()}
+        plus coverage@K and gini@K: the numbers metrics.json holds for this split. Where no user has a value,
+        the metrics.json ones are 0.0 as there (the evaluator's rule for an empty split); head/tail recall,
+        which metrics.json does not hold, is NaN (undefined)."""
+        def mean(name, v):
+            if np.isfinite(v).any():
+                return float(np.nanmean(v))
+            return float("nan") if name.startswith(("recall_head@", "recall_tail@")) else 0.0
+
+        out = {name: mean(name, v) for name, v in self.metrics.items()}
         out.update(catalogue_metrics(self.item_counts))
         out["users"] = len(self.users)
         return out

@@ -128,6 +128,10 @@ def write_cold_start(run, item_emb: np.ndarray, out: Path) -> tuple[dict, list[s
     dataset, model = run.dataset, run.model
     if not dataset.features:
         return {"method": "none", "reason": f"dataset {dataset.name} has no item features"}, []
+    if run.config["data"].get("feature_norm") == "zscore":  # new items' raw features would meet z-scored ones
+        return {"method": "none", "reason": "data.feature_norm=zscore: the export does not carry the training "
+                                            "features' mean and std, so a new item's raw features cannot be "
+                                            "scaled the same way (train with feature_norm none or l2)"}, []
     branch = branch_spec(model, dataset)
     if branch is None:
         spec = {"method": "content", "rule": "e_new = S_new . item_emb (final embeddings of content neighbours)",

@@ -102,7 +102,9 @@ def create_app(export: Export | str | Path) -> FastAPI:
             raise GnnrecError("a new item needs 'features' (modality -> vector) or 'text'")
         texts = req.text
         if isinstance(texts, str):
-            named = sorted((export.cold_start.spec.get("encoders") if export.cold_start else None) or {})
+            encoders = (export.cold_start.spec.get("encoders") if export.cold_start else None) or {}
+            named = sorted(n for n, enc in encoders.items()  # text encoders only, as encode_text accepts them
+                           if enc and enc.get("model") and ":" not in str(enc["model"]))
             if len(named) != 1:
                 raise GnnrecError(f"'text' as a string needs exactly one modality with a text encoder, this export "
                                   f"has {named}; send {{modality: text}}")
