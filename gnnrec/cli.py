@@ -77,6 +77,7 @@ def cmd_evaluate(args) -> None:
                 target = None
                 if args.per_user:
                     target = Path(args.per_user)
+                    target = target if target.suffix == ".npz" else target.with_name(target.name + ".npz")
                     target = target if len(splits) == 1 else target.with_name(f"{target.stem}_{s}{target.suffix}")
                 per_user[s] = write_run_results(run_dir, dataset, ev, collected, model=cfg["model"]["name"],
                                                 seed=cfg["seed"], path=target)
@@ -737,6 +738,11 @@ def main(argv: list[str] | None = None) -> int:
     except GnnrecError as exc:
         print(f"gnnrec: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except OSError as exc:  # a path that cannot be written or read (a missing folder, a file in the way, rights)
+        if args.verbose:
+            raise
+        print(f"gnnrec: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
     return 0
 
 

@@ -137,3 +137,24 @@ def test_end_to_end_on_real_short_synthetic_runs(tmp_path):
     other = train(load_config(None, [*small, "data.synthetic.seed=2", "model.name=mf"])).run_dir
     with pytest.raises(GnnrecError, match="different test splits"):
         compare([*folders, other])
+
+
+def test_a_default_stated_or_left_out_is_the_same_setting(tmp_path):
+    """config.yaml keeps only the model arguments that were given: LightGCN with embedding_dim 64 and 3 layers
+    written out is the same setting as LightGCN with its defaults, and is pooled with it."""
+    implicit = fake_run(tmp_path / "a", seed=1, recall=BASE)
+    explicit = fake_run(tmp_path / "b", seed=2, recall=BASE + 0.1, model_args={"embedding_dim": 64, "num_layers": 3})
+    other = fake_run(tmp_path / "c", seed=1, recall=BASE, model_args={"num_layers": 2})
+    result = compare([implicit, explicit, other], metrics=["recall@20"])
+    labels = [s["label"] for s in result["settings"]]
+    assert labels == ["lightgcn model.num_layers=3", "lightgcn model.num_layers=2"]
+    assert result["settings"][0]["seeds"] == [1, 2]
+
+
+def test_outputs_that_cannot_be_written_are_clear_errors(tmp_path, capsys):
+    run = fake_run(tmp_path / "a", recall=BASE)
+    (tmp_path / "afile").write_text("x")
+    for option, target in (("--markdown", tmp_path / "missing" / "dir" / "x.md"), ("--plots", tmp_path / "afile")):
+        assert main(["compare", str(run), option, str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gnnrec: error:") and str(target) in err and "Traceback" not in err

@@ -98,6 +98,11 @@ def test_evaluate_writes_into_the_run_only_for_its_protocol(trained, tmp_path, c
     assert load_per_user(run / "test_per_user.npz").meta["protocol"] == "strict"
     other = load_per_user(tmp_path / "mm.npz")
     assert other.meta["protocol"] == "mmrec" and other.meta["split_hash"] != before.meta["split_hash"]
+    # a name without the extension gets it, also per split (FILE_valid.npz, FILE_test.npz)
+    assert main(["evaluate", str(run), "--protocol", "mmrec", "--split", "both",
+                 "--per-user", str(tmp_path / "both")]) == 0
+    assert load_per_user(tmp_path / "both_valid.npz").meta["split"] == "valid"
+    assert load_per_user(tmp_path / "both_test.npz").meta["split"] == "test"
     assert (tmp_path / "mm_groups.json").is_file()
 
 

@@ -321,6 +321,9 @@ def test_new_items_become_recommendable_and_similar(cold_run, cold_server):
     ("not-numbers", 422, "valid number"),
     ("no-id", 422, "Field required"),
     ("text-without-encoder", 422, "no recorded text encoder"),
+    ("empty-text", 422, "empty text"),
+    ("blank-id", 422, "should match pattern"),
+    ("features-and-text", 422, "both features and text"),
     (b'{"item": "x", "features": ', 422, "JSON decode error"),
 ])
 def test_new_item_errors_are_json_with_the_right_status(cold_run, cold_server, body, status, detail):
@@ -338,7 +341,10 @@ def test_new_item_errors_are_json_with_the_right_status(cold_run, cold_server, b
                 "no-features": {"item": "n"},
                 "not-numbers": {"item": "s", "features": {**good, "image": ["a"] * 64}},
                 "no-id": {"features": good},
-                "text-without-encoder": {"item": "t", "text": {"text": "a red bicycle"}}}[body]
+                "text-without-encoder": {"item": "t", "text": {"text": "a red bicycle"}},
+                "empty-text": {"item": "e", "text": "   "},
+                "blank-id": {"item": " ", "features": good},
+                "features-and-text": {"item": "b", "features": good, "text": {"text": "a red bicycle"}}}[body]
         if body.get("item") == "twice":
             assert client.post("/items", json=body).status_code == 201
         r = client.post("/items", json=body)

@@ -7,6 +7,7 @@ different things, so they are refused, never mixed."""
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,22 @@ def setting_config(cfg: dict) -> dict:
         cfg.pop(key, None)
     cfg.get("train", {}).pop("resume", None)
     cfg.get("train", {}).pop("progress_bar", None)
+    cfg["model"] = with_model_defaults(cfg.get("model", {}), cfg.get("optim", {}))
     return cfg
+
+
+def with_model_defaults(model: dict, optim: dict) -> dict:
+    """``model.*`` with the model's own defaults filled in (config.yaml keeps only what was given), so a run that
+    states a default and one that leaves it out are the same setting."""
+    from gnnrec.errors import ConfigError
+    from gnnrec.models import model_class, model_params
+
+    try:
+        params = model_params(model_class(model.get("name")))
+    except ConfigError:  # a model this installation does not know (a plug-in): compare what was given
+        return model
+    defaults = {k: v for k, v in params.items() if v is not inspect.Parameter.empty and k not in optim}
+    return {**defaults, **model}
 
 
 def flatten(cfg: dict, prefix: str = "") -> dict:
@@ -344,7 +360,7 @@ def comparison_tables(result: dict) -> list[tuple[str, list[str], list[list]]]:
 
 
 def provenance_line(result: dict) -> str:
-    split = result["split_hash"][:16] + "..." if result["split_hash"] else "not recorded (no per-user files)"
+    split = result["split_hash"][:16] + " (first 16 hex digits)" if result["split_hash"] else "not recorded (no per-user files)"
     return f"dataset {result['dataset']}, protocol {result['protocol']}, test split sha256 {split}"
 
 

@@ -15,7 +15,7 @@ from gnnrec.serving.export import DuplicateIdError, Export
 try:
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field, model_validator
 except ImportError:  # pragma: no cover - the message is the point
     raise GnnrecError("serving needs the serve extra: pip install 'gnnrec[serve]'") from None
 
@@ -38,10 +38,21 @@ class SimilarRequest(Query):
 
 
 class NewItemRequest(Query):
-    item: str
+    item: str = Field(min_length=1, pattern=r"\S")
     features: dict[str, list[float]] | None = Field(None, description="modality -> feature vector")
     text: str | dict[str, str] | None = Field(None, description="raw text, encoded with the recorded encoder; "
                                               "a string goes to the one modality that has a text encoder")
+
+    @model_validator(mode="after")
+    def one_input_per_modality(self):
+        texts = self.text if isinstance(self.text, dict) else {"": self.text} if self.text is not None else {}
+        blank = [m or "text" for m, t in texts.items() if not t.strip()]
+        if blank:
+            raise ValueError(f"empty text for {blank}: an item needs words to be encoded")
+        both = sorted(set(texts) & set(self.features or {}))
+        if both:
+            raise ValueError(f"both features and text for modality {both}: send one of them")
+        return self
 
 
 class NewItem(BaseModel):
@@ -101,7 +112,7 @@ def create_app(export: Export | str | Path) -> FastAPI:
         if req.features is None and req.text is None:
             raise GnnrecError("a new item needs 'features' (modality -> vector) or 'text'")
         texts = req.text
-        if isinstance(texts, str):
+        if isinstance(texts, str) and export.cold_start is not None:  # else add_items says why it cannot
             encoders = (export.cold_start.spec.get("encoders") if export.cold_start else None) or {}
             named = sorted(n for n, enc in encoders.items()  # text encoders only, as encode_text accepts them
                            if enc and enc.get("model") and ":" not in str(enc["model"]))
