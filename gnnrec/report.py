@@ -53,6 +53,8 @@ def group_text_table(rows: list[dict], k: int = 20) -> str:
     lines = [header, "-" * len(header)]
     for row in rows:
         degree = f"{row['min_degree']}-{row['max_degree']}" if row["users"] else "-"
-        cells = "".join(f"{row.get(n, float('nan')):>{len(n) + 2}.4f}" for n in names)
+        values = [row.get(n) for n in names]  # undefined (no users, no tail items): "-" as compare shows it
+        cells = "".join(f"{v:>{len(n) + 2}.4f}" if v is not None and v == v else f"{'-':>{len(n) + 2}}"
+                        for n, v in zip(names, values))
         lines.append(f"{row['group']:<6} {row['users']:>7d} {degree:>11}" + cells)
     return "\n".join(lines)

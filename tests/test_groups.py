@@ -57,3 +57,14 @@ def test_group_table_on_a_tiny_dataset(tmp_path):
     assert table["Q2"]["recall_tail@1"] == pytest.approx(1.0)
     saved = json.loads(save_group_table(tmp_path / "g.json", results).read_text())
     assert saved["groups"][0]["recall_head@1"] is None and saved["meta"]["dataset"] == "stairs"
+
+
+def test_group_text_table_shows_undefined_values_as_a_dash():
+    from gnnrec.report import group_text_table
+
+    rows = [{"group": "all", "users": 3, "min_degree": 1, "max_degree": 5, "recall@20": 0.5, "ndcg@20": 0.25,
+             "precision@20": 0.1, "hit@20": 1.0, "map@20": 0.1, "recall_head@20": 0.3, "recall_tail@20": float("nan")},
+            {"group": "cold", "users": 0, "min_degree": 0, "max_degree": 0}]
+    all_row, cold_row = group_text_table(rows).splitlines()[2:]
+    assert "0.5000" in all_row and "0.2500" in all_row and all_row.split()[-1] == "-" and "nan" not in all_row
+    assert cold_row.split()[1:] == ["0"] + ["-"] * 8
