@@ -97,6 +97,17 @@ def per_user_results(run_dir: Path, overrides: list[str]) -> dict:
     return out
 
 
+def repo_relative(value):
+    """Results as committed: run folders named relative to the repository, not this machine's absolute paths."""
+    if isinstance(value, dict):
+        return {k: repo_relative(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [repo_relative(v) for v in value]
+    if isinstance(value, str) and value.startswith(f"{ROOT}/"):
+        return value[len(str(ROOT)) + 1:]
+    return value
+
+
 def write_report(overrides: list[str]) -> None:
     import yaml
 
@@ -123,13 +134,13 @@ def write_report(overrides: list[str]) -> None:
         metrics.update(valid=again["valid"], test=again["test"])
         path.write_text(json.dumps(metrics, indent=2))
     result = compare(runs, baseline="lightgcn", metrics=["recall@20", "ndcg@20", "recall@50", "ndcg@50"])
-    (RESULTS / "compare.json").write_text(to_json(result))
+    (RESULTS / "compare.json").write_text(to_json(repo_relative(result)))
     plots = comparison_plots(result, ROOT / "benchmarks" / "compare_plots")
     freedom = WORK / "freedom" / "seed1"
     # --retrain: the run's config trained again without each modality, here on this machine's CPU
     attribution = ablate(freedom, modes=("mean", "shuffle"), seed=0, retrain=True,
                          overrides=[*data, "train.accelerator=cpu", "train.max_time=null"])
-    (RESULTS / "compare_freedom_ablation.json").write_text(json.dumps(attribution, indent=2))
+    (RESULTS / "compare_freedom_ablation.json").write_text(json.dumps(repo_relative(attribution), indent=2))
     machine = json.loads((SELECTED / "lightgcn.json").read_text())["machine"]
     stopped_early = 0
     for run in runs:
