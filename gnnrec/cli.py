@@ -58,7 +58,7 @@ def cmd_evaluate(args) -> None:
     from gnnrec.eval import FullRankingEvaluator
     from gnnrec.eval.groups import group_table
     from gnnrec.eval.per_user import from_evaluation, write_run_results
-    from gnnrec.report import beyond_table, group_text_table, metric_table
+    from gnnrec.report import beyond_table, group_text_table, headline_k, metric_table
     from gnnrec.runs import load_run, resolve_checkpoint
 
     cfg, dataset, model = load_run(args.checkpoint, list(args.overrides))
@@ -89,7 +89,7 @@ def cmd_evaluate(args) -> None:
     print(beyond_table(results))
     if "test" in per_user:
         test = per_user["test"]
-        k = 20 if 20 in test.ks else max(test.ks)
+        k = headline_k(test.ks)
         print(f"\ntest by user group (training-degree quartiles Q1-Q4 of evaluated users; cold: at most "
               f"{test.meta['cold_degree']} training interactions; head/tail: the held-out items by popularity)")
         print(group_text_table(group_table(test), k))

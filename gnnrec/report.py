@@ -4,6 +4,11 @@ from __future__ import annotations
 from gnnrec.eval.metrics import METRICS
 
 
+def headline_k(ks) -> int:
+    """The K single tables and plots show: 20 when it was evaluated, else the largest K."""
+    return 20 if 20 in ks else max(ks)
+
+
 def metric_table(results: dict[str, dict], ks=None) -> str:
     """One row per (split, metric), one column per K; ``results`` maps a split name to its metric dict."""
     ks = ks or sorted({int(k.split("@")[1]) for r in results.values() for k in r if "@" in k})

@@ -24,7 +24,7 @@ import torch
 
 from gnnrec.errors import DataError, GnnrecError
 from gnnrec.eval import FullRankingEvaluator
-from gnnrec.report import markdown_table
+from gnnrec.report import headline_k, markdown_table
 from gnnrec.runs import load_run, resolve_checkpoint
 from gnnrec.train import dataset_from_config, model_from_config, train
 
@@ -230,7 +230,7 @@ def headline_metrics(result: dict) -> list[str]:
     """The metrics a table shows: Recall and NDCG at 20 (or at the largest K evaluated)."""
     names = [k for k in next(iter(result["intact"].values())) if "@" in k]
     ks = sorted({int(k.split("@")[1]) for k in names})
-    k = 20 if 20 in ks else ks[-1]
+    k = headline_k(ks)
     return [f"recall@{k}", f"ndcg@{k}"]
 
 

@@ -15,6 +15,7 @@ from gnnrec.errors import GnnrecError
 from gnnrec.eval.groups import group_table
 from gnnrec.eval.metrics import METRICS
 from gnnrec.eval.per_user import load_per_user
+from gnnrec.report import headline_k
 
 BEYOND_COLUMNS = ("coverage", "gini", "avg_popularity", "tail_share", "novelty", "recall_head", "recall_tail")
 STYLE = ("body{font-family:sans-serif;max-width:70em;margin:2em auto;color:#222}table{border-collapse:collapse;"
@@ -39,11 +40,6 @@ def embedded_image(path: Path, alt: str) -> str:
     return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
 
 
-def report_k(ks) -> int:
-    """The K the report's plots and group table use: 20 when evaluated, else the largest K."""
-    return 20 if 20 in ks else max(ks)
-
-
 def run_report(run_dir, out=None) -> Path:
     """Write the plots into ``<run>/plots/`` and the page to ``out`` (default ``<run>/report.html``)."""
     run_dir = Path(run_dir)
@@ -55,7 +51,7 @@ def run_report(run_dir, out=None) -> Path:
     config = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
     per_user = load_per_user(run_dir / "test_per_user.npz") if (run_dir / "test_per_user.npz").is_file() else None
     ks = per_user.ks if per_user else sorted({int(k.split("@")[1]) for k in metrics["test"] if "@" in k})
-    k = report_k(ks)
+    k = headline_k(ks)
     plot_dir = run_dir / "plots"
     title = f"{metrics.get('model')} on {metrics.get('dataset')}"
     parts = [f"<h1>{html.escape(title)}</h1>",

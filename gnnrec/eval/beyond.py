@@ -75,6 +75,11 @@ def item_counts(top: torch.Tensor, valid: torch.Tensor, n_items: int, ks) -> dic
     return out
 
 
+def user_mean(values: np.ndarray, undefined: float = 0.0) -> float:
+    """Mean over the users that have a value (NaN rows skipped); ``undefined`` when none has one."""
+    return float(np.nanmean(values)) if np.isfinite(values).any() else undefined
+
+
 def coverage(counts: np.ndarray) -> float:
     """Share of items recommended at least once."""
     counts = np.asarray(counts)

@@ -14,7 +14,7 @@ import torch
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.eval.beyond import (BEYOND_METRICS, TAIL_SHARE, catalogue_metrics, item_counts, novelty_weights,
-                                 per_user_beyond, tail_items)
+                                 per_user_beyond, tail_items, user_mean)
 from gnnrec.eval.metrics import METRICS, ranking_metrics, topk_items
 from gnnrec.errors import ConfigError
 
@@ -128,8 +128,7 @@ class FullRankingEvaluator:
         values = catalogue_metrics({k: collected[f"item_counts@{k}"] for k in self.ks})
         for name in BEYOND_METRICS:
             for k in self.ks:
-                col = collected[f"{name}@{k}"]
-                values[f"{name}@{k}"] = float(np.nanmean(col)) if np.isfinite(col).any() else 0.0
+                values[f"{name}@{k}"] = user_mean(collected[f"{name}@{k}"])
         return values
 
     def finalize(self, sums: torch.Tensor) -> dict[str, float]:

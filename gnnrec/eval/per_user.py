@@ -21,10 +21,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from gnnrec.errors import GnnrecError
-from gnnrec.eval.beyond import BEYOND_METRICS, COLD_DEGREE, TAIL_SHARE, catalogue_metrics
+from gnnrec.eval.beyond import BEYOND_METRICS, COLD_DEGREE, TAIL_SHARE, catalogue_metrics, user_mean
 from gnnrec.eval.metrics import METRICS
 from gnnrec.recommend import original_ids
 
+PER_USER_METRICS = (*METRICS, *BEYOND_METRICS, "recall_head", "recall_tail")  # one float64 array per name@K
 META_KEYS = ("dataset", "model", "protocol", "split", "split_hash", "seed", "ks", "n_items", "tail_share",
              "cold_degree", "run_dir")
 
@@ -52,12 +53,8 @@ class PerUserResults:
         plus coverage@K and gini@K: the numbers metrics.json holds for this split. Where no user has a value,
         the metrics.json ones are 0.0 as there (the evaluator's rule for an empty split); head/tail recall,
         which metrics.json does not hold, is NaN (undefined)."""
-        def mean(name, v):
-            if np.isfinite(v).any():
-                return float(np.nanmean(v))
-            return float("nan") if name.startswith(("recall_head@", "recall_tail@")) else 0.0
-
-        out = {name: mean(name, v) for name, v in self.metrics.items()}
+        out = {name: user_mean(v, float("nan") if name.startswith(("recall_head@", "recall_tail@")) else 0.0)
+               for name, v in self.metrics.items()}
         out.update(catalogue_metrics(self.item_counts))
         out["users"] = len(self.users)
         return out
@@ -82,7 +79,7 @@ def from_evaluation(dataset, evaluator, collected: dict[str, np.ndarray], *, mod
             "split_hash": split_hash(evaluator.heldout, evaluator.mask), "seed": int(seed),
             "ks": [int(k) for k in evaluator.ks], "n_items": int(evaluator.n_items), "tail_share": TAIL_SHARE,
             "cold_degree": COLD_DEGREE, "run_dir": str(Path(run_dir).resolve()) if run_dir else ""}
-    names = [f"{m}@{k}" for m in (*METRICS, *BEYOND_METRICS, "recall_head", "recall_tail") for k in evaluator.ks]
+    names = [f"{m}@{k}" for m in PER_USER_METRICS for k in evaluator.ks]
     return PerUserResults(
         meta=meta, users=users, user_ids=original_ids(dataset, "user")[users].astype(str),
         train_degree=evaluator.train_degree[users].astype(np.int64),
@@ -126,7 +123,7 @@ def load_per_user(path: str | Path) -> PerUserResults:
         raise GnnrecError(f"{path}: 'meta' lacks {missing if isinstance(meta, dict) else list(META_KEYS)}")
     ks = [int(k) for k in meta["ks"]]
     required = ["users", "user_ids", "train_degree", "item_train_count",
-                *(f"{m}@{k}" for m in (*METRICS, *BEYOND_METRICS, "recall_head", "recall_tail") for k in ks),
+                *(f"{m}@{k}" for m in PER_USER_METRICS for k in ks),
                 *(f"item_counts@{k}" for k in ks)]
     if missing := [name for name in required if name not in arrays]:
         raise GnnrecError(f"{path}: per-user results lack {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
