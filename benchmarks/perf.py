@@ -37,7 +37,8 @@ from gnnrec.data.sampler import BPRSampler  # noqa: E402
 from gnnrec.eval import FullRankingEvaluator  # noqa: E402
 from gnnrec.graphs.adjacency import sym_normalize, bipartite_adjacency, to_torch_csr  # noqa: E402
 from gnnrec.graphs.knn import knn_topk  # noqa: E402
-from gnnrec.graphs.spmm import FixedSparse, propagation  # noqa: E402
+from gnnrec.graphs.native import csr_spmm_add, native_status  # noqa: E402
+from gnnrec.graphs.spmm import PROPAGATION_MODES, FixedSparse, propagation  # noqa: E402
 from gnnrec.models import FREEDOM, LightGCN  # noqa: E402
 from gnnrec.models.modalities import ModalityProjections  # noqa: E402
 from gnnrec.report import markdown_table  # noqa: E402
@@ -50,6 +51,7 @@ SIZES = {  # full run / --quick
     "quick": {"copy_mb": 16, "dim": 16, "layers": 2, "batch": 256, "repeat": 2, "knn_items": 600, "knn_dim": 32,
               "knn_k": 5, "wide_features": {"image": 64, "text": 16}, "epochs": 1},
 }
+USED_KERNEL = "gnnrec C kernel (fused operator)"
 TARGETS = {"product": 1.5, "lightgcn_batch": 1.5, "freedom_batch": 1.5, "knn": 1.3, "evaluation": 1.2,
            "freedom_reg": 1.5, "epoch": 0.5}
 
@@ -118,8 +120,12 @@ def product_candidates(data: RecDataset, size: dict, bw: float) -> dict:
     cands = {"torch.sparse.mm CSR int64 (legacy)": lambda: torch.sparse.mm(csr, x),
              "torch.sparse.mm CSR int32": lambda: torch.sparse.mm(csr32, x),
              "torch.sparse.mm COO": lambda: torch.sparse.mm(coo, x),
-             "torch.sparse.mm CSR reduce='sum' (used)": lambda: torch.sparse.mm(csr, x, reduce="sum"),
-             "torch.sparse.mm CSR int32 reduce='sum'": lambda: torch.sparse.mm(csr32, x, reduce="sum")}
+             "torch.sparse.mm CSR reduce='sum' (torch operator)": lambda: torch.sparse.mm(csr, x, reduce="sum"),
+             "torch.sparse.mm CSR int32 reduce='sum'": lambda: torch.sparse.mm(csr32, x, reduce="sum"),
+             USED_KERNEL: lambda: csr_spmm_add(csr, x),
+             "gnnrec C kernel, int32 indices": lambda: csr_spmm_add(csr32, x)}
+    if csr_spmm_add(csr, x) is None:
+        raise RuntimeError(f"the C kernel is not available: {native_status()}")
     try:
         from torch_geometric import EdgeIndex
         from torch_geometric.utils import spmm as pyg_spmm
@@ -148,7 +154,7 @@ def train_step(model, opt, triple) -> None:
 
 
 def lightgcn_batch(data: RecDataset, size: dict, bw: float) -> dict:
-    """One LightGCN batch (forward, backward, Adam step), fused vs legacy operator, next to its kernels' floor."""
+    """One LightGCN batch (forward, backward, Adam step) with each operator, next to its kernels' floor."""
     torch.manual_seed(0)
     model = LightGCN(data, embedding_dim=size["dim"], num_layers=size["layers"])
     opt = model.configure_optimizers()
@@ -157,7 +163,7 @@ def lightgcn_batch(data: RecDataset, size: dict, bw: float) -> dict:
         with propagation(mode):
             train_step(model, opt, triple)
 
-    out = timed_many({mode: lambda mode=mode: step_with(mode) for mode in ("fused", "legacy")}, size["repeat"])
+    out = timed_many({mode: lambda mode=mode: step_with(mode) for mode in PROPAGATION_MODES}, size["repeat"])
     products = 2 * size["layers"] * product_bytes(model._adj.matrix, size["dim"])
     out["floor_s"] = (products + adam_bytes(model.parameters())) / bw
     return out
@@ -277,7 +283,8 @@ def lightgcn_epoch(quick: bool, size: dict) -> dict:
     setting holds from the process's start: "legacy" (the old operator, glibc's default allocator) is the
     epoch before issue 13's changes; "fused_kept" is what `gnnrec train` runs now."""
     out = {}
-    for name, mode, keep in (("legacy", "legacy", False), ("fused", "fused", False), ("fused_kept", "fused", True)):
+    for name, mode, keep in (("legacy", "legacy", False), ("fused", "fused", False), ("fused_kept", "fused", True),
+                             ("torch_kept", "torch", True)):
         cmd = [sys.executable, __file__, "--epoch-probe", mode, "--keep" if keep else "--no-keep"]
         done = subprocess.run(cmd + (["--quick"] if quick else []), capture_output=True, text=True)
         if done.returncode != 0:
@@ -293,14 +300,15 @@ def rows_of(res: dict) -> list[list]:
     ms = lambda s: f"{s * 1e3:.2f}"  # noqa: E731
     rows = []
     p = res["product"]
-    used = p["kernels"]["torch.sparse.mm CSR reduce='sum' (used)"]["min_s"]
+    used = p["kernels"][USED_KERNEL]["min_s"]
     rows.append(["propagation product (vs memory-traffic floor)", ms(used), ms(p["floor_s"]),
                  f"{used / p['floor_s']:.2f}", f"<= {TARGETS['product']}"])
     lb = res["lightgcn_batch"]
     rows.append(["LightGCN batch, fused (vs kernels' floors)", ms(lb["fused"]["min_s"]), ms(lb["floor_s"]),
                  f"{lb['fused']['min_s'] / lb['floor_s']:.2f}", f"<= {TARGETS['lightgcn_batch']}"])
-    rows.append(["LightGCN batch, legacy (vs kernels' floors)", ms(lb["legacy"]["min_s"]), ms(lb["floor_s"]),
-                 f"{lb['legacy']['min_s'] / lb['floor_s']:.2f}", ""])
+    for mode in ("torch", "legacy"):
+        rows.append([f"LightGCN batch, {mode} operator (vs kernels' floors)", ms(lb[mode]["min_s"]),
+                     ms(lb["floor_s"]), f"{lb[mode]['min_s'] / lb['floor_s']:.2f}", ""])
     fb = res["freedom_batch"]
     rows.append(["FREEDOM batch, reg_weight 0 (vs kernels' floors)", ms(fb["reg0"]["min_s"]), ms(fb["floor_s"]),
                  f"{fb['reg0']['min_s'] / fb['floor_s']:.2f}", f"<= {TARGETS['freedom_batch']}"])
@@ -330,6 +338,9 @@ def rows_of(res: dict) -> list[list]:
     rows.append([f"LightGCN training epoch ({ep['batches']} batches), fused, default allocator (vs legacy "
                  "operator, default allocator)", ms(ep["fused"]["min_s"]), ms(ep["legacy"]["min_s"]),
                  f"{ep['fused']['min_s'] / ep['legacy']['min_s']:.2f}", ""])
+    rows.append([f"LightGCN training epoch ({ep['batches']} batches), torch operator, freed memory kept (vs legacy "
+                 "operator, default allocator)", ms(ep["torch_kept"]["min_s"]), ms(ep["legacy"]["min_s"]),
+                 f"{ep['torch_kept']['min_s'] / ep['legacy']['min_s']:.2f}", ""])
     return rows
 
 
@@ -360,7 +371,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--resume", action="store_true", help="keep sections already in the JSON (same settings)")
     parser.add_argument("--out", help="folder for perf.json and perf.md (default: benchmarks/results and "
                                       "benchmarks; --quick: benchmarks/_work/perf_quick)")
-    parser.add_argument("--epoch-probe", choices=["fused", "legacy"], help=argparse.SUPPRESS)
+    parser.add_argument("--epoch-probe", choices=PROPAGATION_MODES, help=argparse.SUPPRESS)
     parser.add_argument("--keep", action=argparse.BooleanOptionalAction, default=True, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*[Ss]parse.*beta.*")

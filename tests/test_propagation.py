@@ -5,7 +5,8 @@ import torch.nn.functional as F
 
 from gnnrec.errors import ConfigError
 from gnnrec.graphs import normalized_bipartite
-from gnnrec.graphs.spmm import FixedSparse, propagate, propagation, set_propagation
+from gnnrec.graphs import native
+from gnnrec.graphs.spmm import FixedSparse, propagate, propagation, set_propagation, spmm
 from gnnrec.models import BM3, FREEDOM
 from gnnrec.models.sparse_adam import RowSparseAdam
 
@@ -168,3 +169,50 @@ def test_bm3_batch_row_projection_equals_projecting_every_item(small_synthetic):
     torch.testing.assert_close(loss, ref)
     for name, p in model.named_parameters():
         torch.testing.assert_close(got[name], p.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+needs_cc = pytest.mark.skipif(native.compiler() is None, reason="no C compiler: the C kernel cannot be built")
+
+
+def _random_csr(rows, cols, density, index_dtype, seed):
+    gen = torch.Generator().manual_seed(seed)
+    dense = torch.rand(rows, cols, generator=gen) * (torch.rand(rows, cols, generator=gen) < density)
+    dense[1] = 0  # an empty row
+    csr = dense.to_sparse_csr()
+    csr = torch.sparse_csr_tensor(csr.crow_indices().to(index_dtype), csr.col_indices().to(index_dtype),
+                                  csr.values(), size=csr.shape)
+    return dense, csr
+
+
+@needs_cc
+@pytest.mark.parametrize("dim", [1, 8, 13, 64, 100, 136])
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("with_base", [False, True])
+def test_c_kernel_equals_the_dense_product(dim, index_dtype, with_base):
+    dense, csr = _random_csr(300, 170, 0.2, index_dtype, seed=dim)  # > 4096 non-zeros: both threads work
+    gen = torch.Generator().manual_seed(1)
+    x, base = torch.randn(170, dim, generator=gen), torch.randn(300, dim, generator=gen)
+    out = native.csr_spmm_add(csr, x, base if with_base else None, 0.5)
+    assert out is not None, native.native_status()
+    expected = dense @ x + (0.5 * base if with_base else 0)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_cc
+def test_fused_mode_runs_the_c_kernel_and_matches_torchs():
+    assert native.native_status().startswith("C kernel"), native.native_status()
+    dense, csr = _random_csr(200, 200, 0.1, torch.int64, seed=3)
+    op = FixedSparse(csr, dense.T.contiguous().to_sparse_csr())
+    x = torch.randn(200, 64, generator=torch.Generator().manual_seed(2))
+    with propagation("torch"):
+        ref_out, ref_grad = _run(op, [x[:120], x[120:]], 3, True, [x[:120], x[120:]])
+    out, grad = _run(op, [x[:120], x[120:]], 3, True, [x[:120], x[120:]])
+    for a, b in zip(out + grad, ref_out + ref_grad):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_products_the_c_kernel_does_not_take_fall_back_to_torch():
+    dense = torch.rand(20, 20, dtype=torch.float64) * (torch.rand(20, 20) < 0.3)
+    x = torch.randn(20, 4, dtype=torch.float64)
+    assert native.csr_spmm_add(dense.to_sparse_csr(), x) is None  # float64: not the kernel's
+    torch.testing.assert_close(spmm(dense.to_sparse_csr(), x), dense @ x)

@@ -7,10 +7,13 @@ matrices (the normalised user-item adjacency) it is the matrix itself.
 Propagation ``scale x (x + A x + ... + A^L x)`` is linear in ``x``, so it runs as one autograd node by
 Horner's rule (``s <- A s + scale x``), forward and backward (with ``A^T``): L products each way, no stored
 layer outputs, no per-layer sums or divide, and with the row blocks (users, items) written into and read out
-of one buffer, so neither the concatenation nor slice backward makes full-size zero-filled copies. On CPU the
-product is ``torch.sparse.mm(..., reduce="sum")`` (the vectorised CSR kernel, faster here than the default
-one; see docs/performance.md for the measurements). ``propagation("legacy")`` restores the previous operator
-(one autograd product per layer, python sums), kept for comparison.
+of one buffer, so neither the concatenation nor slice backward makes full-size zero-filled copies.
+
+Operators (``set_propagation``): ``fused`` (default) runs each Horner step as one pass of the C kernel of
+gnnrec/graphs/native.py (product and ``+ scale x`` together), falling back to ``torch`` where the kernel does
+not apply; ``torch`` is the same scheme with ``torch.sparse.mm(..., reduce="sum")``, torch's vectorised CSR
+kernel; ``legacy`` is the previous operator (one autograd product per layer, python sums). All three are kept
+for comparison; docs/performance.md has the measurements.
 """
 from __future__ import annotations
 
@@ -20,8 +23,9 @@ from typing import Sequence
 import torch
 
 from gnnrec.errors import ConfigError
+from gnnrec.graphs.native import csr_spmm_add
 
-PROPAGATION_MODES = ("fused", "legacy")
+PROPAGATION_MODES = ("fused", "torch", "legacy")
 _mode = "fused"
 
 
@@ -30,7 +34,7 @@ def propagation_mode() -> str:
 
 
 def set_propagation(mode: str) -> None:
-    """Choose the operator: ``fused`` (default) or ``legacy`` (the previous one, for comparisons)."""
+    """Choose the operator: ``fused`` (default), ``torch`` or ``legacy`` (see the module's docstring)."""
     global _mode
     if mode not in PROPAGATION_MODES:
         raise ConfigError(f"propagation must be one of {PROPAGATION_MODES}, got '{mode}'")
@@ -48,11 +52,19 @@ def propagation(mode: str):
         set_propagation(before)
 
 
-def sparse_product(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``a @ x`` with the fastest measured kernel: the ``reduce="sum"`` CSR kernel on CPU, else the default."""
-    if _mode == "fused" and a.layout == torch.sparse_csr and x.device.type == "cpu":
-        return torch.sparse.mm(a, x, reduce="sum")
-    return torch.sparse.mm(a, x)
+def sparse_product(a: torch.Tensor, x: torch.Tensor, base: torch.Tensor | None = None,
+                   beta: float = 1.0) -> torch.Tensor:
+    """``a @ x (+ beta * base)`` with the fastest measured kernel: the C kernel (``fused``), else torch's
+    ``reduce="sum"`` CSR kernel on CPU, else torch's default."""
+    if _mode == "fused":
+        out = csr_spmm_add(a, x, base, beta)
+        if out is not None:
+            return out
+    if _mode != "legacy" and a.layout == torch.sparse_csr and x.device.type == "cpu":
+        out = torch.sparse.mm(a, x, reduce="sum")
+    else:
+        out = torch.sparse.mm(a, x)
+    return out if base is None else out.add_(base, alpha=beta)
 
 
 class _SparseMM(torch.autograd.Function):
@@ -72,14 +84,13 @@ def spmm(a: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor | None = None) -> t
 
 
 def power_sum(a: torch.Tensor, x: torch.Tensor, num_layers: int, scale: float) -> torch.Tensor:
-    """``scale x (x + a x + ... + a^L x)`` by Horner's rule: L sparse products and L in-place adds.
+    """``scale x (x + a x + ... + a^L x)`` by Horner's rule: L steps ``s <- a s + scale x``, each one pass.
 
     ``x`` may be overwritten by the caller afterwards: the result never aliases it."""
     base = x * scale if scale != 1.0 or num_layers == 0 else x
     total = base
     for _ in range(num_layers):
-        total = sparse_product(a, total)
-        total.add_(base)
+        total = sparse_product(a, total, base)
     return total
 
 
