@@ -1,9 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from gnnrec.config import load_config
 from gnnrec.data import make_synthetic
 from gnnrec.errors import ConfigError
 from gnnrec.graphs.knn import knn_topk
@@ -125,6 +128,26 @@ def test_feedback_weights_downweight_positives_the_views_disagree_on(small_synth
     views[1][1] = views[2][1] = torch.tensor([-1.0, 0, 0, 0])  # p = 0.02
     w_pos, w_neg = model.feedback_weights(u, views, torch.tensor([0, 1, 2]), torch.tensor([3, 3, 3]))
     assert 0 < w_neg[1] <= 1 and w_pos[1] < w_pos[0]
+
+
+def test_plain_bpr_switch_drops_the_feedback_weights(small_synthetic):
+    plain = DAMRS(small_synthetic, embedding_dim=8, kl_weight=0, neighbor_weight=0, denoise_feedback=False)
+    denoised = DAMRS(small_synthetic, embedding_dim=8, kl_weight=0, neighbor_weight=0)
+    denoised.load_state_dict(plain.state_dict())
+    users, pos, neg = torch.tensor([0, 1, 2, 1]), torch.tensor([3, 4, 3, 5]), torch.tensor([6, 7, 8, 6])
+    user_emb, item_emb = plain()
+    expected = plain.bpr_loss(users, pos, neg, user_emb, item_emb)  # -mean log sigmoid(s+ - s-), weights 1 and 0
+    torch.testing.assert_close(plain.loss(users, pos, neg)[1]["bpr"], expected)
+    assert not torch.isclose(denoised.loss(users, pos, neg)[1]["bpr"], expected)  # the default weighs the triples
+
+
+def test_tiktok_config_follows_the_authors_tiktok_settings():
+    """src_tiktok: train_batch_size 4096 (overall.yaml and the DA-MRS log), knn_k 5, L_AI with knn_k positives."""
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "damrs_tiktok.yaml")
+    model = cfg["model"]
+    assert cfg["train"]["batch_size"] == 4096
+    assert model["num_positives"] == model["knn_k"] == 5
+    assert (model["num_layers"], model["num_mm_layers"], cfg["optim"]["lr"]) == (3, 1, 1e-3)
 
 
 def test_item_alignment_is_graded_contrastive_with_a_dense_reference(small_synthetic):

@@ -11,8 +11,11 @@ Loss = denoised BPR + kl_weight x L_AU + neighbor_weight x L_AI (+ reg_weight x 
   likely noise and log sigmoid(s- - s+) gets w- = max_v p_v(pos) - mean p(neg) (weights clipped to [0, 1]);
 - L_AU: symmetric Bernoulli KL between sigmoid(u . norm(item)) and sigmoid(u . norm(mean_v h_v)) over the
   batch's users x items (user-preference-guided alignment of behaviour and content);
-- L_AI: per view, graded contrastive loss (temperature 0.2): the top 10 items by (sum of all views' softmax
-  cosine + own view's) are first-grade positives, the next 10 by the own view second-grade positives.
+- L_AI: per view, graded contrastive loss (temperature 0.2): the top ``num_positives`` items by (sum of all
+  views' softmax cosine + own view's) are first-grade positives, the next ``num_positives`` by the own view
+  second-grade positives (10 in the Amazon code, knn_k in the authors' TikTok code).
+``denoise_feedback=False`` trains plain BPR instead of the denoised one (weights 1 and 0, a variant left
+commented out in the authors' TikTok code): a switch to measure what the denoising adds.
 Authors' code (XMUDM/DA-MRS, identical to MMRec's port) differs in details followed here only where the paper
 agrees: the graphs are built block-wise (never items x items; the all-pairs mean cosine in closed form); rows
 with fewer than ``knn_k`` surviving neighbours keep only those (MMRec may fill them with masked items); any
@@ -146,7 +149,7 @@ class DAMRS(Recommender):
                  num_layers: int = 2, num_mm_layers: int = 1, knn_k: int = 10, behaviour_k: int = 2,
                  min_co_interactions: int = 2, kl_weight: float = 1.0, neighbor_weight: float = 1e-3,
                  num_positives: int = 10, temperature: float = 0.2, reg_weight: float = 0.0,
-                 graph_cache_dir: str | None = None, **kwargs):
+                 denoise_feedback: bool = True, graph_cache_dir: str | None = None, **kwargs):
         super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
         feats = require_features(dataset, "damrs")
         if backbone not in BACKBONES:
@@ -210,6 +213,8 @@ class DAMRS(Recommender):
     def denoised_bpr(self, users, pos, neg, user_emb, item_emb, views) -> torch.Tensor:
         u = user_emb[users]
         diff = (u * item_emb[pos]).sum(-1) - (u * item_emb[neg]).sum(-1)
+        if not self.hparams.denoise_feedback:
+            return -F.logsigmoid(diff).mean()
         w_pos, w_neg = self.feedback_weights(u, views, pos, neg)
         return -(w_pos * F.logsigmoid(diff) + w_neg * F.logsigmoid(-diff)).mean()
 
