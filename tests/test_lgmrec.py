@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from gnnrec.data import make_synthetic
 from gnnrec.errors import ConfigError
 from gnnrec.models import build_model
-from gnnrec.models.lgmrec import LGMRec, hypergraph_conv, relaxed_assignment
+from gnnrec.models.lgmrec import EVAL_NOISE_SEED, LGMRec, hypergraph_conv, relaxed_assignment
 from gnnrec.models.losses import info_nce
 from tests.ablation import full_vs_ablated
 
@@ -109,10 +109,42 @@ def test_errors_name_the_model_or_the_setting(small_synthetic):
             build_model(small_synthetic, "lgmrec", **{key: value})
 
 
+def test_eval_samples_average_reproducible_noise_draws_as_the_reference_scores(small_synthetic):
+    model = LGMRec(small_synthetic, embedding_dim=8, hyper_num=3, eval_samples=3).eval()
+    cge = model.collaborative()
+    n_u = small_synthetic.n_users
+    gen = torch.Generator().manual_seed(EVAL_NOISE_SEED)  # by hand: 3 draws, each modality's items then users
+    expected = 0
+    for _ in range(3):
+        ghe = 0
+        for name in sorted(small_synthetic.features):
+            item_logits = model.features[name].weight @ model.hyperedges[name]
+            h_items = relaxed_assignment(item_logits, model.tau, "logistic", gen)
+            h_users = relaxed_assignment(model._inter @ item_logits, model.tau, "logistic", gen)
+            users, items = hypergraph_conv(h_items, h_users, cge[n_u:], model.num_hyper_layers)
+            ghe = ghe + torch.cat([users, items])
+        expected = expected + F.normalize(ghe, dim=1) / 3
+    local = cge + sum(F.normalize(model.modality_graph(n), dim=1) for n in model.names)
+    rng = torch.get_rng_state()
+    users, items = model()
+    torch.testing.assert_close(torch.cat([users, items]), local + model.alpha * expected)
+    assert torch.equal(model()[1], items) and torch.equal(torch.get_rng_state(), rng)  # reproducible, stream untouched
+    model.eval_samples = 0  # the default: no noise at all, a different score
+    assert not torch.allclose(model()[1], items, atol=1e-4)
+    model.train()  # training draws from the global stream whatever eval_samples says
+    torch.manual_seed(5)
+    first = model()[1]
+    model.eval_samples = 3
+    torch.manual_seed(5)
+    assert torch.equal(model()[1], first)
+    with pytest.raises(ConfigError, match="model.eval_samples"):
+        build_model(small_synthetic, "lgmrec", eval_samples=-1)
+
+
 class LocalOnly(LGMRec):
     """LGMRec without the global hypergraph embedding (and so without its contrastive loss)."""
 
-    def global_embeddings(self, item_cge):
+    def global_embeddings(self, item_cge, generator=None):
         return {}
 
 

@@ -15,7 +15,12 @@ Initialisation as the reference: ID tables, projections W_m and hyperedges V_m X
 without bias, raw features frozen. Differences from MMRec's port (and the authors' repository):
 - noise: the paper writes the relaxation as softmax((log d - log(1 - d) + h) / tau), d ~ U(0, 1) (logistic
   noise); MMRec calls torch's gumbel_softmax (Gumbel noise). ``hyper_noise`` picks either, paper by default.
-- evaluation is deterministic: no noise and no dropout (MMRec keeps drawing Gumbel noise when it scores).
+- evaluation draws no noise and no dropout by default (MMRec keeps drawing Gumbel noise when it scores). The
+  memberships are then softmax(H / tau), sharper than the noisy ones training sees (TikTok's raw audio features,
+  64 hyperedges, at initialisation: the noiseless argmax is a Gumbel draw's for 4% of the items), so the scores
+  are not those of the trained model's typical forward pass. ``eval_samples`` k >= 1 evaluates as MMRec does
+  instead: the global term averaged over k noise draws from a fixed-seed generator (reproducible, and the
+  training random stream is not touched); k = 1 is MMRec's single draw.
 - any number of modalities (the contrastive loss over every pair; none with one modality); MMRec needs
   exactly image and text, and silently drops the hypergraph otherwise. The authors' repository overwrites the
   image users' dependencies with the text ones (a typo MMRec fixed); this follows the paper.
@@ -41,10 +46,16 @@ from gnnrec.models.modalities import require_features
 NOISES = ("logistic", "gumbel")
 
 
-def relaxed_assignment(logits: torch.Tensor, tau: float, noise: str | None) -> torch.Tensor:
-    """Row-wise softmax((logits + noise) / tau): soft hyperedge memberships; ``noise`` None draws none."""
+EVAL_NOISE_SEED = 0  # seed of the generator behind ``eval_samples``: every evaluation draws the same noise
+
+
+def relaxed_assignment(logits: torch.Tensor, tau: float, noise: str | None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Row-wise softmax((logits + noise) / tau): soft hyperedge memberships; ``noise`` None draws none.
+    ``generator``: where the uniform draws come from (torch's global stream when None)."""
     if noise is not None:
-        u = torch.rand_like(logits).clamp(1e-10, 1 - 1e-7)
+        u = torch.rand(logits.shape, generator=generator, device=logits.device,
+                       dtype=logits.dtype).clamp(1e-10, 1 - 1e-7)
         logits = logits + (u.log() - (-u).log1p() if noise == "logistic" else -(-u.log()).log())
     return torch.softmax(logits / tau, dim=1)
 
@@ -63,11 +74,12 @@ class LGMRec(Recommender):
     def __init__(self, dataset: RecDataset, embedding_dim: int = 64, num_layers: int = 2, num_mm_layers: int = 2,
                  num_hyper_layers: int = 1, hyper_num: int = 4, keep_rate: float = 0.5, alpha: float = 0.3,
                  cl_weight: float = 1e-4, tau: float = 0.2, hyper_noise: str = "logistic",
-                 reg_weight: float = 1e-6, **kwargs):
+                 eval_samples: int = 0, reg_weight: float = 1e-6, **kwargs):
         super().__init__(dataset, embedding_dim=embedding_dim, reg_weight=reg_weight, **kwargs)
         feats = require_features(dataset, "lgmrec")
         for key, value, low in (("num_layers", num_layers, 0), ("num_mm_layers", num_mm_layers, 0),
-                                ("num_hyper_layers", num_hyper_layers, 1), ("hyper_num", hyper_num, 1)):
+                                ("num_hyper_layers", num_hyper_layers, 1), ("hyper_num", hyper_num, 1),
+                                ("eval_samples", eval_samples, 0)):
             if int(value) != value or value < low:
                 raise ConfigError(f"model.{key} must be an integer >= {low}, got {value}")
         if not 0 < keep_rate <= 1:
@@ -82,6 +94,7 @@ class LGMRec(Recommender):
         self.num_layers, self.num_mm_layers, self.num_hyper_layers = num_layers, num_mm_layers, num_hyper_layers
         self.alpha, self.cl_weight, self.tau, self.noise = alpha, cl_weight, tau, hyper_noise
         self.drop = 1 - keep_rate
+        self.eval_samples = eval_samples
         self.names = sorted(feats)
         self.init_id_embeddings(embedding_dim)
         self.features = nn.ModuleDict({n: nn.Embedding.from_pretrained(torch.as_tensor(feats[n], dtype=torch.float32),
@@ -109,29 +122,45 @@ class LGMRec(Recommender):
         return x
 
     # --- global hypergraph embedding ---------------------------------------------------------------
-    def dependencies(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Soft item-hyperedge and user-hyperedge memberships (items x A, users x A), dropped out in training."""
+    def dependencies(self, name: str, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Soft item-hyperedge and user-hyperedge memberships (items x A, users x A), dropped out in training.
+        Noise is drawn in training, and in evaluation when ``generator`` is given (``eval_samples``)."""
         item_logits = self.features[name].weight @ self.hyperedges[name]
         user_logits = self._inter @ item_logits
-        noise = self.noise if self.training else None
-        return tuple(F.dropout(relaxed_assignment(h, self.tau, noise), self.drop, self.training)
+        noise = self.noise if self.training or generator is not None else None
+        return tuple(F.dropout(relaxed_assignment(h, self.tau, noise, generator), self.drop, self.training)
                      for h in (item_logits, user_logits))
 
-    def global_embeddings(self, item_cge: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def global_embeddings(self, item_cge: torch.Tensor, generator: torch.Generator | None = None,
+                          ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Each modality's (users, items) hypergraph embeddings, from the items' collaborative embeddings."""
         out = {}
         for name in self.names:
-            item_edges, user_edges = self.dependencies(name)
+            item_edges, user_edges = self.dependencies(name, generator)
             out[name] = hypergraph_conv(item_edges, user_edges, item_cge, self.num_hyper_layers)
         return out
+
+    def global_term(self, item_cge: torch.Tensor):
+        """normalize(sum_m E_ghe,m) (users then items; None without global embeddings) and the per-modality
+        embeddings the contrastive loss reads. In evaluation with ``eval_samples`` k: the mean over k noise draws."""
+        sampled = not self.training and self.eval_samples > 0
+        draws = self.eval_samples if sampled else 1
+        generator = torch.Generator(device=item_cge.device).manual_seed(EVAL_NOISE_SEED) if sampled else None
+        total, glob = None, {}
+        for _ in range(draws):
+            glob = self.global_embeddings(item_cge, generator)
+            if not glob:
+                return None, glob
+            ghe = F.normalize(sum(torch.cat([users, items]) for users, items in glob.values()), dim=1)
+            total = ghe if total is None else total + ghe
+        return total / draws, glob
 
     def encode(self):
         cge = self.collaborative()
         x = cge + sum(F.normalize(self.modality_graph(n), dim=1) for n in self.names)
-        glob = self.global_embeddings(cge[self.n_users :])
-        if glob:
-            ghe = sum(torch.cat([users, items]) for users, items in glob.values())
-            x = x + self.alpha * F.normalize(ghe, dim=1)
+        ghe, glob = self.global_term(cge[self.n_users :])
+        if ghe is not None:
+            x = x + self.alpha * ghe
         return x[: self.n_users], x[self.n_users :], glob
 
     def forward(self):
