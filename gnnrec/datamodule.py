@@ -22,13 +22,14 @@ from gnnrec.eval.evaluator import FullRankingEvaluator
 
 class RecDataModule(L.LightningDataModule):
     def __init__(self, dataset: RecDataset, batch_size: int = 2048, eval_batch_size: int = 4096,
-                 protocol: str = "strict", ks=(5, 10, 20, 50), seed: int = 999, augment_rate: float = 0.0):
+                 protocol: str = "strict", ks=(5, 10, 20, 50), seed: int = 999, augment_rate: float = 0.0,
+                 negatives: str = "train_items"):
         super().__init__()
         self.dataset = dataset
         self.augmented = dataset.augmented_edges if augment_rate > 0 else None
         self.augment_rate = augment_rate
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
-        self.sampler = BPRSampler(dataset.train)
+        self.sampler = BPRSampler(dataset.train, negatives=negatives)
         self.evaluators = {s: FullRankingEvaluator(dataset, s, protocol, ks) for s in ("valid", "test")}
 
     def rank_world(self) -> tuple[int, int]:

@@ -94,6 +94,8 @@ class OptimSection(Section):
 
 class TrainSection(Section):
     batch_size: Positive = 2048
+    # BPR negatives drawn from the items in training (MMRec) or from all items (DiffMM's code)
+    negatives: Literal["train_items", "all_items"] = "train_items"
     keep_freed_memory: bool = True  # CPU speed: freed tensors stay in the process (gnnrec/allocator.py)
     max_epochs: Positive = 1000
     patience: Positive = 20  # evaluations without strict improvement before stopping

@@ -51,7 +51,7 @@ def model_from_config(cfg: dict, dataset):
 def datamodule_from_config(cfg: dict, dataset) -> RecDataModule:
     return RecDataModule(dataset, batch_size=cfg["train"]["batch_size"], eval_batch_size=cfg["eval"]["batch_size"],
                          protocol=cfg["eval"]["protocol"], ks=cfg["eval"]["ks"], seed=cfg["seed"],
-                         augment_rate=cfg["data"]["augment"]["batch_rate"])
+                         augment_rate=cfg["data"]["augment"]["batch_rate"], negatives=cfg["train"]["negatives"])
 
 
 def resumed_run_dir(cfg: dict) -> Path | None:

@@ -31,9 +31,34 @@ def test_negatives_are_uniform_over_training_items():
     assert np.allclose(counts[1:5] / len(neg), 0.25, atol=0.01)
 
 
+def test_all_items_pool_draws_items_never_in_training_too():
+    train = interactions_to_csr([0] * 2000 + [1, 1, 1, 1], [0] * 2000 + [1, 2, 3, 4], (2, 6))
+    neg = BPRSampler(train, negatives="all_items").sample_negatives(np.zeros(50000, dtype=np.int64),
+                                                                     np.random.default_rng(1))
+    counts = np.bincount(neg, minlength=6)
+    assert counts[0] == 0  # still never the user's own item
+    assert np.allclose(counts[1:] / len(neg), 0.2, atol=0.01)  # item 5 (never in training) as often as the rest
+
+
+def test_negative_pool_setting_reaches_the_sampler_and_is_validated():
+    from gnnrec.config import load_config
+    from gnnrec.data import RecDataset
+    from gnnrec.errors import ConfigError
+    from gnnrec.train import datamodule_from_config
+
+    train = interactions_to_csr([0, 0, 1, 2], [0, 1, 2, 1], (3, 5))  # items 3 and 4 never train
+    valid = interactions_to_csr([1], [3], (3, 5))
+    data = RecDataset("pool", train, valid, interactions_to_csr([2], [4], (3, 5)))
+    pools = {n: datamodule_from_config(load_config(None, [f"train.negatives={n}"]), data).sampler.candidates
+             for n in ("train_items", "all_items")}
+    assert pools["train_items"].tolist() == [0, 1, 2] and pools["all_items"].tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="negatives"):
+        load_config(None, ["train.negatives=everything"])
+
+
 def test_user_with_every_item_is_an_error():
     train = interactions_to_csr([0, 0, 1], [0, 1, 0], (2, 2))
-    with pytest.raises(DataError, match="user 0 interacted with every training item"):
+    with pytest.raises(DataError, match="user 0 interacted with every candidate item"):
         BPRSampler(train)
 
 

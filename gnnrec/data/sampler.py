@@ -7,20 +7,27 @@ import scipy.sparse as sp
 from gnnrec.errors import DataError
 
 
-class BPRSampler:
-    """Negatives are uniform over the items that occur in training and re-drawn while the user has them."""
+NEGATIVE_POOLS = ("train_items", "all_items")
 
-    def __init__(self, train: sp.csr_matrix, max_rounds: int = 1000):
+
+class BPRSampler:
+    """Negatives are uniform over a pool of items and re-drawn while the user has them. The pool is the items
+    that occur in training (``train_items``, MMRec's rule and the default) or every item of the catalogue
+    (``all_items``, as DiffMM's code draws them: items never in training then get pushed down too)."""
+
+    def __init__(self, train: sp.csr_matrix, max_rounds: int = 1000, negatives: str = "train_items"):
+        if negatives not in NEGATIVE_POOLS:
+            raise ValueError(f"negatives must be one of {NEGATIVE_POOLS}, got '{negatives}'")
         coo = train.tocoo()
         self.n_items = train.shape[1]
         self.users = coo.row.astype(np.int64)
         self.pos = coo.col.astype(np.int64)
         self.keys = np.sort(self.users * self.n_items + self.pos)
-        self.candidates = np.unique(self.pos)
+        self.candidates = np.arange(self.n_items) if negatives == "all_items" else np.unique(self.pos)
         self.max_rounds = max_rounds
         full = np.flatnonzero(np.diff(train.indptr) >= len(self.candidates))
         if len(full):
-            raise DataError(f"user {full[0]} interacted with every training item: no negative exists",
+            raise DataError(f"user {full[0]} interacted with every candidate item: no negative exists",
                             field="train")
 
     def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
