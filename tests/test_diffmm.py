@@ -169,3 +169,86 @@ def test_ablation_generated_modality_graphs_matter(tmp_path, monkeypatch):
                             [*overrides, f"seed={seed}"], epochs=40) for seed in range(3)]
     full, ablated = (float(np.mean(scores)) for scores in zip(*runs))
     assert full > ablated + 0.004, runs
+
+
+def _reference_contrast(embeds1, embeds2, nodes, temp):
+    """HKUDS/DiffMM Utils.contrastLoss, as written there (exp and sum, not logsumexp)."""
+    embeds1, embeds2 = torch.nn.functional.normalize(embeds1, p=2), torch.nn.functional.normalize(embeds2, p=2)
+    pck1, pck2 = embeds1[nodes], embeds2[nodes]
+    nume = torch.exp((pck1 * pck2).sum(-1) / temp)
+    deno = torch.exp(pck1 @ embeds2.T / temp).sum(-1)
+    return -torch.log(nume / deno).mean()
+
+
+def test_loss_equals_a_dense_transcription_of_the_authors_forward_and_loss(data):
+    # Model.forward_MM, forward_cl_MM, reg_loss and Main.trainEpoch (cl_method 1) of HKUDS/DiffMM, written densely
+    torch.manual_seed(0)
+    h = dict(num_layers=2, reg_weight=1e-2, ssl_weight=0.3, temperature=0.5, generated_weight=0.2,
+             modal_residual=0.5, keep_rate=1.0)
+    model = DiffMM(data, **{**SMALL, **h})
+    with torch.no_grad():
+        model.modal_weight.copy_(torch.tensor([0.2, -0.4]))  # unequal modality weights: the softmax matters
+    model.refresh_graphs(epoch=0)
+    users, pos, neg = torch.tensor([0, 3, 3, 50]), torch.tensor([1, 2, 7, 9]), torch.tensor([4, 5, 6, 8])
+    loss, _ = model.loss(users, pos, neg)
+
+    nu, norm = data.n_users, torch.nn.functional.normalize
+    adj = model._adj.matrix.to_dense()
+    gen = {n: model._train_graphs[n].matrix.to_dense() for n in model.names}
+    U, I = model.user_emb.weight, model.item_emb.weight
+    feats = model.modalities()
+    weight = torch.softmax(model.modal_weight, 0)
+
+    def gcn_sum(x):
+        out = [x]
+        for _ in range(h["num_layers"]):
+            out.append(adj @ out[-1])
+        return sum(out)
+
+    modal, views = 0, []
+    for k, name in enumerate(model.names):
+        e = adj @ torch.cat([U, norm(feats[name])])
+        e = e + adj @ torch.cat([e[:nu], I])
+        e = e + h["generated_weight"] * (gen[name] @ torch.cat([U, I]))
+        modal = modal + weight[k] * e
+        views.append(gcn_sum(gen[name] @ torch.cat([U, norm(feats[name])])))
+    out = gcn_sum(modal) + h["modal_residual"] * norm(modal)
+    usr, itm = out[:nu], out[nu:]
+    diff = (usr[users] * itm[pos]).sum(-1) - (usr[users] * itm[neg]).sum(-1)
+    want = -diff.sigmoid().log().sum() / len(users) + h["reg_weight"] * (U.norm(2).square() + I.norm(2).square())
+    for v in views:
+        want = want + h["ssl_weight"] * (_reference_contrast(usr, v[:nu], users, h["temperature"])
+                                         + _reference_contrast(itm, v[nu:], pos, h["temperature"]))
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+
+
+def test_schedule_elbo_weights_and_posterior_match_the_authors_code():
+    # GaussianDiffusion.get_betas / calculate_for_diffusion / training_losses of HKUDS/DiffMM, step by step
+    steps, scale, lo, hi = 5, 0.1, 1e-4, 0.02
+    variance = np.linspace(scale * lo, scale * hi, steps, dtype=np.float64)
+    alpha_bar = 1 - variance
+    betas = [1 - alpha_bar[0]] + [min(1 - alpha_bar[i] / alpha_bar[i - 1], 0.999) for i in range(1, steps)]
+    betas[0] = 0.0001  # beta_fixed
+    betas = np.array(betas)
+    acp = np.cumprod(1 - betas)
+    acp_prev = np.concatenate([[1.0], acp[:-1]])
+    snr = acp / (1 - acp)
+    diff = GaussianDiffusion(steps, scale, lo, hi)
+    np.testing.assert_allclose(diff.sqrt_acp.numpy(), np.sqrt(acp), rtol=1e-6)
+    np.testing.assert_allclose(diff.coef_x0.numpy(), betas * np.sqrt(acp_prev) / (1 - acp), rtol=1e-5)
+    np.testing.assert_allclose(diff.coef_xt.numpy(), (1 - acp_prev) * np.sqrt(1 - betas) / (1 - acp), rtol=1e-5)
+
+    class Half(torch.nn.Module):
+        def forward(self, x, t, dropout=True):
+            return 0.5 * x
+
+    x0 = (torch.rand(64, 9, generator=torch.Generator().manual_seed(2)) < 0.3).float()
+    elbo, pred = diff.training_terms(Half(), x0, torch.Generator().manual_seed(5))
+    replay = torch.Generator().manual_seed(5)  # the same draws: the step, then the noise
+    t = torch.randint(0, steps, (64,), generator=replay)
+    noise = torch.randn(x0.shape, generator=replay)
+    x_t = torch.from_numpy(np.sqrt(acp))[t, None].float() * x0 + torch.from_numpy(np.sqrt(1 - acp))[t, None].float() * noise
+    mse = ((x0 - 0.5 * x_t) ** 2).mean(1)
+    weight = torch.where(t == 0, 1.0, torch.from_numpy(snr[(t - 1).numpy()] - snr[t.numpy()]).float())
+    assert len(set(t.tolist())) == steps  # every step, t = 0 included, is checked
+    torch.testing.assert_close(elbo, weight * mse, rtol=1e-4, atol=1e-6)

@@ -20,6 +20,10 @@ uses the epoch's generated graphs without edge dropout (the code evaluates on th
 afresh from the denoisers when missing (a reloaded checkpoint). Initialisation as the code: Xavier-uniform
 ID embeddings, torch-default nn.Linear projections of the fixed features (``--trans 1``, the TikTok
 setting), denoisers N(0, 2/(fan_in+fan_out)); the regulariser is on the full ID tables, as the code does.
+The code draws BPR negatives from all items, not only from those seen in training (gnnrec's default, MMRec's
+rule): an item never seen in training has only its self-loop, so its vector is its normalised features at
+full weight, and only such negatives push it down (TikTok: 465 such items). configs/diffmm_tiktok.yaml sets
+``train.negatives: all_items`` as the code does.
 """
 from __future__ import annotations
 
