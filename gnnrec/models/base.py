@@ -8,6 +8,7 @@ from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
+from gnnrec.models.rows import rows
 from gnnrec.models.sparse_adam import RowSparseAdam
 
 REG_NORMS = ("squared", "l2")
@@ -57,13 +58,12 @@ class Recommender(L.LightningModule):
 
     def layer0(self, users, pos, neg) -> list[torch.Tensor]:
         """The batch's free embeddings, which the regulariser penalises."""
-        return [self.user_emb(users), self.item_emb(pos), self.item_emb(neg)]
+        return [*rows(self.user_emb.weight, users), *rows(self.item_emb.weight, pos, neg)]
 
     def bpr_terms(self, users, pos, neg, user_emb, item_emb) -> torch.Tensor:
         """Per-triple BPR losses ``-log sigmoid(s(u, pos) - s(u, neg))``."""
-        u = user_emb[users]
-        diff = (u * item_emb[pos]).sum(-1) - (u * item_emb[neg]).sum(-1)
-        return -F.logsigmoid(diff)
+        (u,), (p, n) = rows(user_emb, users), rows(item_emb, pos, neg)
+        return -F.logsigmoid((u * p).sum(-1) - (u * n).sum(-1))
 
     def bpr_loss(self, users, pos, neg, user_emb, item_emb) -> torch.Tensor:
         return self.bpr_terms(users, pos, neg, user_emb, item_emb).mean()
