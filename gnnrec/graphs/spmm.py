@@ -136,16 +136,31 @@ def propagate(op: "FixedSparse", x: torch.Tensor | Sequence[torch.Tensor], num_l
     return _PowerSum.apply(op, num_layers, 1.0 / (num_layers + 1) if mean else 1.0, *blocks)
 
 
+def with_index_dtype(matrix: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """The same CSR matrix with int32 or int64 row pointers and column indices (other layouts unchanged)."""
+    if matrix is None or matrix.layout != torch.sparse_csr or matrix.crow_indices().dtype == dtype:
+        return matrix
+    if dtype == torch.int32 and matrix._nnz() >= 2**31:
+        return matrix
+    return torch.sparse_csr_tensor(matrix.crow_indices().to(dtype), matrix.col_indices().to(dtype),
+                                   matrix.values(), size=matrix.shape)
+
+
 class FixedSparse:
-    """A constant sparse matrix and its transpose, moved to a device once and kept there."""
+    """A constant sparse matrix and its transpose, moved to a device once and kept there.
+
+    On CPU a CSR matrix keeps int32 indices (when it has fewer than 2^31 non-zeros): the C kernel then reads
+    half the index bytes (measured in benchmarks/perf.md); moved to another device it gets int64 again."""
 
     def __init__(self, matrix: torch.Tensor, transpose: torch.Tensor | None = None):
-        self.matrix, self.transpose = matrix, transpose
+        index = torch.int32 if matrix.device.type == "cpu" else torch.int64
+        self.matrix, self.transpose = with_index_dtype(matrix, index), with_index_dtype(transpose, index)
 
     def to(self, device) -> "FixedSparse":
-        if self.matrix.device != device:
-            self.matrix = self.matrix.to(device)
-            self.transpose = None if self.transpose is None else self.transpose.to(device)
+        if self.matrix.device != torch.device(device):
+            index = torch.int32 if torch.device(device).type == "cpu" else torch.int64
+            self.matrix = with_index_dtype(self.matrix.to(device), index)
+            self.transpose = None if self.transpose is None else with_index_dtype(self.transpose.to(device), index)
         return self
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
