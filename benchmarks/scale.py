@@ -130,7 +130,7 @@ def main() -> None:
             f"{k['items']:,} synthetic items with {k['dim']}-d features, k = {k['k']}: **{k['seconds']:.0f} s**, "
             f"**{k['extra_mb']:.0f} MB** peak extra memory (target: under 2 GB). A dense similarity matrix "
             f"would need {k['dense_similarity_gb']:.0f} GB. Blocks of 2,048 rows x 8,192 columns; each block's own top-k merged with the running k best."
-            + (f" (Measured in an {k['measured']}; other jobs shared the two cores, so the time is an upper bound.)"
+            + (f" (Measured in an {k['measured']}.)"
                if "measured" in k else ""),
             "", "## One FREEDOM epoch at Amazon-Elec size", "",
             f"{f['users']:,} users x {f['items']:,} items, {f['interactions']:,} training interactions (random, "
