@@ -145,7 +145,7 @@ def cmd_export(args) -> None:
     from gnnrec.serving.export import export_run
 
     m = export_run(args.checkpoint, args.out, index=args.index, overrides=list(args.overrides),
-                   recall_k=args.recall_k, recall_users=args.recall_users)
+                   recall_k=args.recall_k, recall_users=args.recall_users, overwrite=args.overwrite)
     print(f"exported {m['model']} on {m['dataset']}: {m['n_users']} users, {m['n_items']} items, dim {m['dim']} "
           f"-> {args.out}")
     if "recall" in m["index"]:
@@ -547,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FAISS index over item embeddings (default hnsw); none: exact numpy scoring at query time")
     p.add_argument("--recall-k", type=int, default=20, help="K of the index's recall check against exact scoring")
     p.add_argument("--recall-users", type=int, default=1000, help="users sampled for the recall check")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT when it holds a previous export (never another non-empty folder)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="HTTP service over an export (needs the serve extra)",

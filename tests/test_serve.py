@@ -169,6 +169,23 @@ def test_cli_export(run, tmp_path, capsys):
     assert json.loads((tmp_path / "e" / "manifest.json").read_text())["index"]["recall"]["users"] == 50
 
 
+def test_export_never_lands_on_other_files_and_replaces_only_a_previous_export(run, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    for flags in ([], ["--overwrite"]):  # a folder that is not an export: refused either way, left as it was
+        assert main(["export", str(run.folder), "--out", str(other), "--index", "none", *flags]) == 2
+        assert "not" in capsys.readouterr().err and (other / "notes.txt").read_text() == "keep me"
+    out = tmp_path / "e"
+    assert main(["export", str(run.folder), "--out", str(out), "--index", "exact", "--recall-users", "20"]) == 0
+    assert main(["export", str(run.folder), "--out", str(out), "--index", "none"]) == 2
+    assert "already exists" in capsys.readouterr().err and (out / "items_exact.faiss").is_file()
+    assert main(["export", str(run.folder), "--out", str(out), "--index", "none", "--overwrite"]) == 0
+    # replaced as a whole: the earlier index file is gone, the new manifest checks out, no work folders left
+    assert not (out / "items_exact.faiss").exists() and Export.load(out).manifest["index"]["type"] == "none"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e", "other"]
+
+
 # --- the real server --------------------------------------------------------------------------------------
 
 def free_port() -> int:

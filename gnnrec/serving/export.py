@@ -8,6 +8,7 @@ are refused. ``manifest.json`` is written last and lists the sha256 of every fil
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,17 +62,54 @@ def measure_recall(index, user: np.ndarray, item: np.ndarray, known: sp.csr_matr
             "exact_fallback_users": fallback}
 
 
+def check_target(target: Path, overwrite: bool) -> None:
+    """An export never lands on top of other files: an existing non-empty folder is replaced only when
+    ``overwrite`` is set and it is a previous export (it has a manifest.json)."""
+    if target.exists() and not target.is_dir():
+        raise GnnrecError(f"export folder {target} is a file")
+    if target.is_dir() and any(target.iterdir()):
+        if not overwrite:
+            raise GnnrecError(f"export folder {target} already exists and is not empty; pass --overwrite to replace "
+                              "a previous export")
+        if not (target / "manifest.json").is_file():
+            raise GnnrecError(f"export folder {target} is not a gnnrec export (no manifest.json): not replacing it")
+
+
 def export_run(run, out, index: str = "hnsw", overrides=None, recall_k: int = 20, recall_users: int = 1000,
-               seed: int = 0, hnsw_m: int = 32, ef_construction: int = 200, ef_search: int = 128) -> dict:
-    """Write the serving folder ``out`` for ``run`` (a Run, run folder or checkpoint); returns the manifest."""
+               seed: int = 0, hnsw_m: int = 32, ef_construction: int = 200, ef_search: int = 128,
+               overwrite: bool = False) -> dict:
+    """Write the serving folder ``out`` for ``run`` (a Run, run folder or checkpoint); returns the manifest.
+
+    The files are written into a sibling folder that replaces ``out`` only when complete, so a failed or
+    interrupted export leaves any previous one as it was."""
     if index not in INDEXES:
         raise GnnrecError(f"index must be one of {INDEXES}, got '{index}'")
+    target = Path(out)
+    check_target(target, overwrite)
     if not isinstance(run, Run):
         run = Run.open(run, overrides)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    out = target.parent / f".{target.name}.partial"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    try:
+        manifest = write_export(run, out, index, recall_k, recall_users, seed, hnsw_m, ef_construction, ef_search)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    old = target.parent / f".{target.name}.old"
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    out.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return manifest
+
+
+def write_export(run: Run, out: Path, index: str, recall_k: int, recall_users: int, seed: int, hnsw_m: int,
+                 ef_construction: int, ef_search: int) -> dict:
     user, item = dot_embeddings(run.model)
     known = known_items(run.dataset, "known")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     np.save(out / "user_emb.npy", user)
     np.save(out / "item_emb.npy", item)
     for kind in ("user", "item"):
