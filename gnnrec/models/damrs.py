@@ -229,16 +229,19 @@ class DAMRS(Recommender):
         """L_AI: graded neighbour discrimination of the batch items in every view (batch x items, never
         items x items)."""
         zs = [F.normalize(h, dim=-1) for h in views]
+        cosines = [z[items] @ z.T for z in zs]  # one product per view, for the positives and for the loss
         with torch.no_grad():
-            probs = [torch.softmax(z[items] @ z.T, dim=1) for z in zs]
+            probs = [torch.softmax(c, dim=1) for c in cosines]
             total = torch.stack(probs).sum(0)
         k, t = self.hparams.num_positives, self.hparams.temperature
         loss = 0
-        for z, prob in zip(zs, probs):
+        for prob in probs:
+            cosine = cosines.pop(0)  # freed once its exp is taken: peak memory as with one product per use
             with torch.no_grad():
                 first = torch.topk(total + prob, k, dim=1).indices  # agreed on by all views, own view counted twice
                 second = torch.topk(prob.scatter(1, first, -1.0), k, dim=1).indices  # own view only
-            sim = torch.exp(z[items] @ z.T / t)
+            sim = torch.exp(cosine / t)
+            del cosine
             all_ = sim.sum(1)
             s1, s2 = sim.gather(1, first).sum(1), sim.gather(1, second).sum(1)
             loss = loss - torch.log(s1 / all_ + 1e-9) - torch.log(s2 / (all_ - s1) + 1e-9)
