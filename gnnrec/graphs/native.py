@@ -6,7 +6,7 @@ Horner's ``+ base`` in the same pass (measured in benchmarks/perf.md, docs/perfo
 with OpenMP, so it builds in about a second with the system compiler and no torch headers, and it shares
 torch's OpenMP threads (torch's wheel ships ``libgomp.so.1``, which the kernel links against by that name).
 
-``make install`` builds it (``python -m gnnrec.graphs.native``); otherwise the first product builds it. The
+``make install`` builds it (``gnnrec.graphs.native.main()``); otherwise the first product builds it. The
 library is cached under ``$GNNREC_NATIVE_DIR`` (default ``~/.cache/gnnrec/native``), named by a hash of the
 source, the compiler, its flags and the CPU's feature flags (``-march=native`` code must not run elsewhere).
 Without a working C compiler the products use torch's kernel, with one warning saying why.
@@ -133,10 +133,6 @@ def csr_spmm_add(a: torch.Tensor, x: torch.Tensor, base: torch.Tensor | None = N
 def main() -> None:
     try:
         print(f"gnnrec: propagation kernel built: {build()}")
-    except RuntimeError as err:
+    except (RuntimeError, OSError) as err:  # the install goes on: training then uses torch's kernel
         print(f"gnnrec: the C propagation kernel could not be built, torch's kernel will be used: {err}",
               file=sys.stderr)
-
-
-if __name__ == "__main__":
-    main()

@@ -17,6 +17,7 @@ for comparison; docs/performance.md has the measurements.
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from typing import Sequence
 
@@ -142,8 +143,10 @@ def with_index_dtype(matrix: torch.Tensor | None, dtype: torch.dtype) -> torch.T
         return matrix
     if dtype == torch.int32 and matrix._nnz() >= 2**31:
         return matrix
-    return torch.sparse_csr_tensor(matrix.crow_indices().to(dtype), matrix.col_indices().to(dtype),
-                                   matrix.values(), size=matrix.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(matrix.crow_indices().to(dtype), matrix.col_indices().to(dtype),
+                                       matrix.values(), size=matrix.shape, check_invariants=False)
 
 
 class FixedSparse:
