@@ -215,4 +215,6 @@ def test_products_the_c_kernel_does_not_take_fall_back_to_torch():
     dense = torch.rand(20, 20, dtype=torch.float64) * (torch.rand(20, 20) < 0.3)
     x = torch.randn(20, 4, dtype=torch.float64)
     assert native.csr_spmm_add(dense.to_sparse_csr(), x) is None  # float64: not the kernel's
+    batched = torch.stack([dense, dense]).float().to_sparse_csr()  # (2, 20, 20): not a matrix
+    assert native.csr_spmm_add(batched, x.float()) is None
     torch.testing.assert_close(spmm(dense.to_sparse_csr(), x), dense @ x)

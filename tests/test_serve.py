@@ -184,6 +184,19 @@ def test_export_never_lands_on_other_files_and_replaces_only_a_previous_export(r
     # replaced as a whole: the earlier index file is gone, the new manifest checks out, no work folders left
     assert not (out / "items_exact.faiss").exists() and Export.load(out).manifest["index"]["type"] == "none"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e", "other"]
+    # a folder with some other manifest.json is not an export: not replaced
+    (other / "manifest.json").write_text('{"name": "my-web-app"}')
+    assert main(["export", str(run.folder), "--out", str(other), "--index", "none", "--overwrite"]) == 2
+    assert (other / "notes.txt").read_text() == "keep me"
+
+
+def test_export_into_the_current_folder(run, tmp_path, monkeypatch):
+    folder = tmp_path / "here"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    assert main(["export", str(run.folder), "--out", ".", "--index", "none"]) == 0
+    assert Export.load(folder).manifest["index"]["type"] == "none"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]
 
 
 # --- the real server --------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def compiler() -> str | None:
 def _cpu_flags() -> str:
     try:
         with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith("flags")), "")
+            return next((line for line in f if line.startswith(("flags", "Features"))), "")  # x86, ARM
     except OSError:
         return platform.processor()
 
@@ -111,8 +111,9 @@ def csr_spmm_add(a: torch.Tensor, x: torch.Tensor, base: torch.Tensor | None = N
                  beta: float = 1.0) -> torch.Tensor | None:
     """``a @ x + beta * base`` with the C kernel, or None where it does not apply (not a float32 CPU CSR
     matrix, or the kernel could not be built): the caller then uses torch's kernel."""
-    if (a.layout != torch.sparse_csr or a.device.type != "cpu" or x.device.type != "cpu" or x.dim() != 2
-            or a.dtype != torch.float32 or x.dtype != torch.float32 or a.shape[1] != x.shape[0]):
+    if (a.layout != torch.sparse_csr or a.dim() != 2 or a.values().dim() != 1 or a.device.type != "cpu"
+            or x.device.type != "cpu" or x.dim() != 2 or a.dtype != torch.float32 or x.dtype != torch.float32
+            or a.shape[1] != x.shape[0]):
         return None
     fn = _load()
     if fn is None:

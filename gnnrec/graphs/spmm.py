@@ -141,7 +141,7 @@ def with_index_dtype(matrix: torch.Tensor | None, dtype: torch.dtype) -> torch.T
     """The same CSR matrix with int32 or int64 row pointers and column indices (other layouts unchanged)."""
     if matrix is None or matrix.layout != torch.sparse_csr or matrix.crow_indices().dtype == dtype:
         return matrix
-    if dtype == torch.int32 and matrix._nnz() >= 2**31:
+    if dtype == torch.int32 and max(matrix._nnz(), *matrix.shape) >= 2**31:
         return matrix
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"

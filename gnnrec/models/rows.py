@@ -29,5 +29,6 @@ class _Rows(torch.autograd.Function):
 
 
 def rows(table: torch.Tensor, *indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``tuple(table[i] for i in indices)`` (integer index tensors of any shape) as one autograd node."""
+    """``tuple(table[i] for i in indices)`` as one autograd node, for non-negative integer index tensors of any
+    shape on the table's device."""
     return _Rows.apply(table, *indices)

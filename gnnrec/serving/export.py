@@ -62,6 +62,14 @@ def measure_recall(index, user: np.ndarray, item: np.ndarray, known: sp.csr_matr
             "exact_fallback_users": fallback}
 
 
+def is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds a manifest.json that this module wrote."""
+    try:
+        return json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def check_target(target: Path, overwrite: bool) -> None:
     """An export never lands on top of other files: an existing non-empty folder is replaced only when
     ``overwrite`` is set and it is a previous export (it has a manifest.json)."""
@@ -71,8 +79,9 @@ def check_target(target: Path, overwrite: bool) -> None:
         if not overwrite:
             raise GnnrecError(f"export folder {target} already exists and is not empty; pass --overwrite to replace "
                               "a previous export")
-        if not (target / "manifest.json").is_file():
-            raise GnnrecError(f"export folder {target} is not a gnnrec export (no manifest.json): not replacing it")
+        if not is_export(target):
+            raise GnnrecError(f"export folder {target} is not a gnnrec export (no manifest.json of format "
+                              f"'{FORMAT}'): not replacing it")
 
 
 def export_run(run, out, index: str = "hnsw", overrides=None, recall_k: int = 20, recall_users: int = 1000,
@@ -80,11 +89,11 @@ def export_run(run, out, index: str = "hnsw", overrides=None, recall_k: int = 20
                overwrite: bool = False) -> dict:
     """Write the serving folder ``out`` for ``run`` (a Run, run folder or checkpoint); returns the manifest.
 
-    The files are written into a sibling folder that replaces ``out`` only when complete, so a failed or
+    The files are written into a sibling folder and moved into ``out`` only when complete, so a failed or
     interrupted export leaves any previous one as it was."""
     if index not in INDEXES:
         raise GnnrecError(f"index must be one of {INDEXES}, got '{index}'")
-    target = Path(out)
+    target = Path(out).resolve()  # "." or a symlink: the folder itself, with a name for the siblings
     check_target(target, overwrite)
     if not isinstance(run, Run):
         run = Run.open(run, overrides)
@@ -97,13 +106,32 @@ def export_run(run, out, index: str = "hnsw", overrides=None, recall_k: int = 20
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
-    old = target.parent / f".{target.name}.old"
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    out.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_contents(out, target)
     return manifest
+
+
+def replace_contents(new: Path, target: Path) -> None:
+    """Move ``new``'s files into ``target`` (the folder itself stays: a shell inside it, or a link to it, keeps
+    working). Its previous files are set aside first and deleted only once the new ones are all in place; on
+    failure they are put back."""
+    target.mkdir(parents=True, exist_ok=True)
+    old = target.parent / f".{target.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    old.mkdir()
+    for f in list(target.iterdir()):
+        f.rename(old / f.name)
+    try:
+        for f in list(new.iterdir()):
+            f.rename(target / f.name)
+    except OSError:
+        for f in list(target.iterdir()):
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+        for f in list(old.iterdir()):
+            f.rename(target / f.name)
+        old.rmdir()
+        raise
+    shutil.rmtree(old)
+    new.rmdir()
 
 
 def write_export(run: Run, out: Path, index: str, recall_k: int, recall_users: int, seed: int, hnsw_m: int,
