@@ -54,9 +54,8 @@ def _cpu_flags() -> str:
         return platform.processor()
 
 
-def library_path(cc: str, flags: list[str]) -> Path:
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), cc, *version, *flags, platform.machine(),
+def library_path(cc: str, version: str, flags: list[str]) -> Path:
+    key = hashlib.sha256("\n".join([SOURCE.read_text(), cc, version, *flags, platform.machine(),
                                     _cpu_flags()]).encode()).hexdigest()[:16]
     return build_dir() / f"csr_kernel-{key}.so"
 
@@ -67,9 +66,10 @@ def build() -> Path:
     cc = compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (looked for $CC, cc, gcc, clang)")
+    version = "".join(subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[:1])
     errors = []
     for flags in FLAG_SETS:
-        path = library_path(cc, flags)
+        path = library_path(cc, version, flags)
         if path.exists():
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,13 +118,13 @@ def csr_spmm_add(a: torch.Tensor, x: torch.Tensor, base: torch.Tensor | None = N
     fn = _load()
     if fn is None:
         return None
+    if base is not None:
+        if base.shape != (a.shape[0], x.shape[1]) or base.dtype != torch.float32 or base.device.type != "cpu":
+            return None
+        base = base.contiguous()
     crow, col, val = a.crow_indices().contiguous(), a.col_indices().contiguous(), a.values().contiguous()
     x = x.contiguous()
     out = torch.empty((a.shape[0], x.shape[1]), dtype=torch.float32)
-    if base is not None:
-        base = base.contiguous()
-        if base.shape != out.shape or base.dtype != torch.float32 or base.device.type != "cpu":
-            return None
     fn(int(crow.dtype == torch.int64), a.shape[0], x.shape[1], crow.data_ptr(), col.data_ptr(),
        val.data_ptr(), x.data_ptr(), None if base is None else base.data_ptr(), beta,
        out.data_ptr(), torch.get_num_threads())

@@ -149,21 +149,27 @@ def with_index_dtype(matrix: torch.Tensor | None, dtype: torch.dtype) -> torch.T
                                        matrix.values(), size=matrix.shape, check_invariants=False)
 
 
+def on_device(matrix: torch.Tensor | None, device) -> torch.Tensor | None:
+    """``matrix`` on ``device``, with int32 CSR indices on CPU (the C kernel reads half the index bytes) and
+    int64 elsewhere."""
+    if matrix is None:
+        return None
+    device = torch.device(device)
+    return with_index_dtype(matrix.to(device), torch.int32 if device.type == "cpu" else torch.int64)
+
+
 class FixedSparse:
     """A constant sparse matrix and its transpose, moved to a device once and kept there.
 
-    On CPU a CSR matrix keeps int32 indices (when it has fewer than 2^31 non-zeros): the C kernel then reads
-    half the index bytes (measured in benchmarks/perf.md); moved to another device it gets int64 again."""
+    On CPU a CSR matrix keeps int32 indices (below 2^31 non-zeros and columns): the C kernel then reads half
+    the index bytes (measured in benchmarks/perf.md); moved to another device it gets int64 again."""
 
     def __init__(self, matrix: torch.Tensor, transpose: torch.Tensor | None = None):
-        index = torch.int32 if matrix.device.type == "cpu" else torch.int64
-        self.matrix, self.transpose = with_index_dtype(matrix, index), with_index_dtype(transpose, index)
+        self.matrix, self.transpose = on_device(matrix, matrix.device), on_device(transpose, matrix.device)
 
     def to(self, device) -> "FixedSparse":
         if self.matrix.device != torch.device(device):
-            index = torch.int32 if torch.device(device).type == "cpu" else torch.int64
-            self.matrix = with_index_dtype(self.matrix.to(device), index)
-            self.transpose = None if self.transpose is None else with_index_dtype(self.transpose.to(device), index)
+            self.matrix, self.transpose = on_device(self.matrix, device), on_device(self.transpose, device)
         return self
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
