@@ -166,7 +166,13 @@ def test_item_alignment_is_graded_contrastive_with_a_dense_reference(small_synth
         e = torch.exp(z[items] @ z.T / 0.2)
         s1, s2 = e.gather(1, first).sum(1), e.gather(1, second).sum(1)
         ref = ref - torch.log(s1 / e.sum(1) + 1e-9) - torch.log(s2 / (e.sum(1) - s1) + 1e-9)
-    torch.testing.assert_close(got, (ref / len(zs)).mean())
+    ref = (ref / len(zs)).mean()
+    torch.testing.assert_close(got, ref)
+    # and the same gradient to the item embeddings (the positives are chosen without gradient, the loss is not)
+    weight = model.item_emb.weight
+    (got_grad,), (ref_grad,) = (torch.autograd.grad(v, weight, retain_graph=True) for v in (got, ref))
+    assert ref_grad.abs().sum() > 0
+    torch.testing.assert_close(got_grad, ref_grad)
 
 
 def test_damrs_needs_features_and_checks_its_settings(small_synthetic):
