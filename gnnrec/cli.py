@@ -51,39 +51,15 @@ def cmd_search(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from pathlib import Path
-
-    import torch
-
-    from gnnrec.eval import FullRankingEvaluator
     from gnnrec.eval.groups import group_table
-    from gnnrec.eval.per_user import from_evaluation, write_run_results
     from gnnrec.report import beyond_table, group_text_table, headline_k, metric_table
-    from gnnrec.runs import load_run, resolve_checkpoint
+    from gnnrec.runs import Run
 
-    cfg, dataset, model = load_run(args.checkpoint, list(args.overrides))
-    protocol = args.protocol or cfg["eval"]["protocol"]
+    run = Run.open(args.checkpoint, list(args.overrides))
     splits = ["valid", "test"] if args.split == "both" else [args.split]
-    run_dir = resolve_checkpoint(args.checkpoint).parent.parent
-    # per-user files go into the run folder when this is the run's own protocol, or where --per-user says
-    into_run = protocol == cfg["eval"]["protocol"] and (run_dir / "config.yaml").is_file()
-    results, per_user = {}, {}
-    with torch.no_grad():
-        score = model.eval_scorer()
-        for s in splits:
-            ev = FullRankingEvaluator(dataset, s, protocol, cfg["eval"]["ks"])
-            results[s], collected = ev.evaluate_per_user(score, cfg["eval"]["batch_size"])
-            if args.per_user or into_run:
-                target = None
-                if args.per_user:
-                    target = Path(args.per_user)
-                    target = target if target.suffix == ".npz" else target.with_name(target.name + ".npz")
-                    target = target if len(splits) == 1 else target.with_name(f"{target.stem}_{s}{target.suffix}")
-                per_user[s] = write_run_results(run_dir, dataset, ev, collected, model=cfg["model"]["name"],
-                                                seed=cfg["seed"], path=target)
-            else:
-                per_user[s] = from_evaluation(dataset, ev, collected, model=cfg["model"]["name"], seed=cfg["seed"],
-                                              run_dir=None)
+    evaluation = run.evaluate(splits, args.protocol, args.per_user)
+    cfg, dataset, protocol = run.config, run.dataset, evaluation.protocol
+    results, per_user = evaluation.metrics, evaluation.per_user
     print(f"{cfg['model']['name']} on {dataset.name}, protocol {protocol}")
     print(metric_table(results))
     print(beyond_table(results))

@@ -1,6 +1,7 @@
 """Re-open a finished run: checkpoint (or run folder) -> config, dataset and model with the trained weights.
 
-``Run.open(folder)`` is the Python API over it: score users and recommend with the dataset's original ids."""
+``Run.open(folder)`` is the Python API over it: score users, recommend with the dataset's original ids, and
+re-evaluate (``gnnrec evaluate`` is a thin command over ``Run.evaluate``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,6 +63,16 @@ def load_run(path: str | Path, overrides: dict | list[str] | None = None):
 
 
 @dataclass
+class Evaluation:
+    """``Run.evaluate``'s result: metrics per split (``{"test": {"recall@20": ...}}``) and per-user results
+    (``gnnrec.eval.per_user.PerUserResults``; ``.path`` is set where they were written)."""
+
+    protocol: str
+    metrics: dict
+    per_user: dict
+
+
+@dataclass
 class Run:
     """A finished training run, reopened: its config, dataset and trained model."""
 
@@ -100,3 +111,36 @@ class Run:
             out.append({"user": user_ids[u], "items": item_ids[items[keep]].tolist(),
                         "scores": scores[keep].astype(float).tolist()})
         return out
+
+    def evaluate(self, splits=("valid", "test"), protocol: str | None = None,
+                 per_user: str | Path | None = None) -> Evaluation:
+        """Full-ranking metrics of the trained model on ``splits`` under ``protocol`` (default: the run's own).
+
+        Per-user results are written into the run folder (``<split>_per_user.npz``, ``test_groups.json``) when
+        the protocol is the run's own, to ``per_user`` (an .npz path; ``FILE_<split>.npz`` for several splits)
+        when given, else only returned: another protocol never overwrites the run's own files."""
+        from gnnrec.eval import FullRankingEvaluator
+        from gnnrec.eval.per_user import from_evaluation, write_run_results
+
+        cfg = self.config
+        protocol = protocol or cfg["eval"]["protocol"]
+        splits = list(splits)
+        into_run = protocol == cfg["eval"]["protocol"] and (self.folder / "config.yaml").is_file()
+        metrics, per_user_results = {}, {}
+        owner = {"model": cfg["model"]["name"], "seed": cfg["seed"]}
+        with torch.no_grad():
+            score = self.model.eval_scorer()
+            for split in splits:
+                ev = FullRankingEvaluator(self.dataset, split, protocol, cfg["eval"]["ks"])
+                metrics[split], collected = ev.evaluate_per_user(score, cfg["eval"]["batch_size"])
+                if per_user is None and not into_run:
+                    per_user_results[split] = from_evaluation(self.dataset, ev, collected, **owner, run_dir=None)
+                    continue
+                target = None
+                if per_user is not None:
+                    target = Path(per_user)
+                    target = target if target.suffix == ".npz" else target.with_name(target.name + ".npz")
+                    target = target if len(splits) == 1 else target.with_name(f"{target.stem}_{split}{target.suffix}")
+                per_user_results[split] = write_run_results(self.folder, self.dataset, ev, collected, **owner,
+                                                            path=target)
+        return Evaluation(protocol, metrics, per_user_results)

@@ -9,6 +9,7 @@ from gnnrec.config import load_config
 from gnnrec.errors import GnnrecError
 from gnnrec.eval.per_user import load_per_user, save_per_user
 from gnnrec.recommend import original_ids, to_internal
+from gnnrec.runs import Run
 from gnnrec.train import dataset_from_config, train
 
 SMALL = ["data.synthetic.n_users=300", "data.synthetic.n_items=200", "data.synthetic.n_clusters=4",
@@ -104,6 +105,22 @@ def test_evaluate_writes_into_the_run_only_for_its_protocol(trained, tmp_path, c
     assert load_per_user(tmp_path / "both_valid.npz").meta["split"] == "valid"
     assert load_per_user(tmp_path / "both_test.npz").meta["split"] == "test"
     assert (tmp_path / "mm_groups.json").is_file()
+
+
+def test_run_evaluate_from_python_matches_training_and_keeps_other_protocols_out_of_the_run(trained):
+    _, result = trained
+    saved = json.loads((result.run_dir / "metrics.json").read_text())
+    run = Run.open(result.run_dir)
+    stamp = (result.run_dir / "test_per_user.npz").stat().st_mtime_ns
+    other = run.evaluate(["test"], protocol="mmrec")
+    assert other.protocol == "mmrec" and other.per_user["test"].path is None
+    assert (result.run_dir / "test_per_user.npz").stat().st_mtime_ns == stamp
+    own = run.evaluate()
+    assert own.protocol == saved["protocol"] and list(own.metrics) == ["valid", "test"]
+    for split in ("valid", "test"):
+        assert own.metrics[split]["recall@20"] == pytest.approx(saved[split]["recall@20"], rel=1e-6)
+    assert own.per_user["test"].path == result.run_dir / "test_per_user.npz"
+    assert own.per_user["test"].means()["recall@20"] == pytest.approx(saved["test"]["recall@20"], rel=1e-6)
 
 
 def test_load_per_user_names_the_file_when_missing_damaged_or_foreign(trained, tmp_path):
