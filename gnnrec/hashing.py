@@ -5,6 +5,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def sha256_hex(parts, terminator: bytes = b"") -> str:
@@ -18,6 +19,17 @@ def sha256_hex(parts, terminator: bytes = b"") -> str:
         digest.update(part)
         digest.update(terminator)
     return digest.hexdigest()
+
+
+def csr_structure_sha256(*matrices) -> str:
+    """Hex digest of each matrix's sparsity structure in order (row pointers, then sorted column indices, as
+    int64): equal only for the same interactions, whatever the stored values."""
+    parts = []
+    for mat in matrices:
+        mat = sp.csr_matrix(mat)
+        mat.sort_indices()
+        parts += [np.asarray(mat.indptr, dtype=np.int64), np.asarray(mat.indices, dtype=np.int64)]
+    return sha256_hex(parts)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

@@ -4,6 +4,7 @@
 re-evaluate (``gnnrec evaluate`` is a thin command over ``Run.evaluate``)."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 
 import torch
 
-from gnnrec.config import merge, parse_override
+from gnnrec.config import merge, parse_override, validate
 from gnnrec.errors import GnnrecError
 from gnnrec.recommend import known_items, original_ids, to_internal, top_k
 from gnnrec.train import dataset_from_config, model_from_config
@@ -38,28 +39,58 @@ def read_checkpoint(path: Path) -> dict:
     return ckpt
 
 
+RELOCATION_KEYS = ("data.source", "data.feature_dirs")  # settings that may point at moved copies of the data
+
+
+def changed_keys(before, after, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return [] if before == after else [prefix]
+    keys = sorted(set(before) | set(after))
+    return [k for key in keys for k in changed_keys(before.get(key), after.get(key), f"{prefix}{key}" if not prefix
+                                                    else f"{prefix}.{key}")]
+
+
 def load_run(path: str | Path, overrides: dict | list[str] | None = None):
     """Returns (config, dataset, model in eval mode). ``overrides``: {"data": {"source": ...}} or ["data.source=..."]
-    (e.g. data moved since training)."""
+    (e.g. data moved since training): type-checked like a training config, and refused when the data they
+    give is not the split the run was trained on (checked against the checkpoint's fingerprint)."""
+    cfg, dataset, model, _ = open_checkpoint(path, overrides)
+    return cfg, dataset, model
+
+
+def open_checkpoint(path: str | Path, overrides: dict | list[str] | None = None):
+    """``load_run`` plus the dotted config keys the overrides changed."""
     ckpt_path = resolve_checkpoint(path)
     ckpt = read_checkpoint(ckpt_path)
-    cfg = ckpt.get("gnnrec_config")
-    if cfg is None:
+    stored = ckpt.get("gnnrec_config")
+    if stored is None:
         raise GnnrecError(f"{ckpt_path} was not written by gnnrec train (no gnnrec_config inside)")
+    cfg = copy.deepcopy(stored)
     if isinstance(overrides, list):
         for text in overrides:
             cfg = merge(cfg, parse_override(text))
     else:
         for section, values in (overrides or {}).items():
             cfg[section] = {**cfg[section], **values}
+    changed = changed_keys(stored, cfg)
+    if changed:
+        cfg = validate(cfg)
+        changed = changed_keys(stored, cfg)
     dataset = dataset_from_config(cfg)
     model = model_from_config(cfg, dataset)
+    fingerprint = ckpt.get("gnnrec_split")
+    if fingerprint is not None and fingerprint != model.split_fingerprint:
+        raise GnnrecError(f"{ckpt_path}: these settings give other training, validation or test interactions than "
+                          f"the run was trained on (changed: {', '.join(changed) or 'nothing; the data files differ'})"
+                          "; a trained run can only be evaluated on its own split (data.source may point to a "
+                          "moved copy of the same data)")
     try:
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError) as exc:
         raise GnnrecError(f"{ckpt_path}: its weights do not fit the model its config describes ({str(exc)[:300]})") from None
     model.eval()
-    return cfg, dataset, model
+    return cfg, dataset, model, changed
 
 
 @dataclass
@@ -80,12 +111,13 @@ class Run:
     config: dict
     dataset: object
     model: object
+    changed: tuple = ()  # dotted config keys the overrides changed
 
     @classmethod
     def open(cls, path: str | Path, overrides: dict | list[str] | None = None) -> "Run":
         ckpt = resolve_checkpoint(path)
-        cfg, dataset, model = load_run(ckpt, overrides)
-        return cls(ckpt.parent.parent, cfg, dataset, model)
+        cfg, dataset, model, changed = open_checkpoint(ckpt, overrides)
+        return cls(ckpt.parent.parent, cfg, dataset, model, tuple(changed))
 
     def users(self, ids=None) -> np.ndarray:
         """Internal ids of the given original user ids (all users when None)."""
@@ -117,15 +149,17 @@ class Run:
         """Full-ranking metrics of the trained model on ``splits`` under ``protocol`` (default: the run's own).
 
         Per-user results are written into the run folder (``<split>_per_user.npz``, ``test_groups.json``) when
-        the protocol is the run's own, to ``per_user`` (an .npz path; ``FILE_<split>.npz`` for several splits)
-        when given, else only returned: another protocol never overwrites the run's own files."""
+        the protocol is the run's own and the overrides only relocated the data (``RELOCATION_KEYS``), to
+        ``per_user`` (an .npz path; ``FILE_<split>.npz`` for several splits) when given, else only returned:
+        another protocol or other settings (``model.eval_samples=32`` ...) never overwrite the run's own files."""
         from gnnrec.eval import FullRankingEvaluator
         from gnnrec.eval.per_user import from_evaluation, write_run_results
 
         cfg = self.config
         protocol = protocol or cfg["eval"]["protocol"]
         splits = list(splits)
-        into_run = protocol == cfg["eval"]["protocol"] and (self.folder / "config.yaml").is_file()
+        into_run = (protocol == cfg["eval"]["protocol"] and (self.folder / "config.yaml").is_file()
+                    and all(key in RELOCATION_KEYS for key in self.changed))
         metrics, per_user_results = {}, {}
         owner = {"model": cfg["model"]["name"], "seed": cfg["seed"]}
         with torch.no_grad():

@@ -123,6 +123,23 @@ def test_run_evaluate_from_python_matches_training_and_keeps_other_protocols_out
     assert own.per_user["test"].means()["recall@20"] == pytest.approx(saved["test"]["recall@20"], rel=1e-6)
 
 
+def test_a_reopened_run_refuses_settings_that_change_its_split_and_type_checks_overrides(trained, capsys):
+    _, result = trained
+    run_dir = result.run_dir
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*_per_user.npz")}
+    for override in ("data.synthetic.seed=2", "data.synthetic.mean_interactions=14"):  # the synthetic split's own
+        assert main(["evaluate", str(run_dir), override]) == 2
+        err = capsys.readouterr().err
+        assert "other training, validation or test interactions" in err and override.split("=")[0] in err, err
+    assert main(["evaluate", str(run_dir), "eval.ks=10"]) == 2  # typed like a training config: no TypeError
+    assert "eval.ks" in capsys.readouterr().err
+    # settings that do not change the split are fine, but results under them stay out of the run folder
+    run = Run.open(run_dir, ["eval.batch_size=7", "train.batch_size=64"])
+    assert set(run.changed) == {"eval.batch_size", "train.batch_size"}
+    assert run.evaluate(["test"]).per_user["test"].path is None
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*_per_user.npz")} == before
+
+
 def test_load_per_user_names_the_file_when_missing_damaged_or_foreign(trained, tmp_path):
     _, result = trained
     with pytest.raises(GnnrecError, match="not found: .*nothing.npz"):

@@ -11,7 +11,6 @@ and the aggregates ``item_counts@K`` and ``item_train_count`` (int64, one entry 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from gnnrec.errors import GnnrecError
+from gnnrec.hashing import csr_structure_sha256
 from gnnrec.eval.beyond import BEYOND_METRICS, COLD_DEGREE, TAIL_SHARE, catalogue_metrics, user_mean
 from gnnrec.eval.metrics import METRICS
 from gnnrec.recommend import original_ids
@@ -62,13 +62,7 @@ class PerUserResults:
 
 def split_hash(heldout: sp.csr_matrix, mask: sp.csr_matrix) -> str:
     """sha256 of the held-out and mask CSR structures (indptr + indices): equal only for the same split."""
-    digest = hashlib.sha256()
-    for mat in (heldout, mask):
-        mat = sp.csr_matrix(mat)
-        mat.sort_indices()
-        digest.update(np.ascontiguousarray(mat.indptr, dtype=np.int64).tobytes())
-        digest.update(np.ascontiguousarray(mat.indices, dtype=np.int64).tobytes())
-    return digest.hexdigest()
+    return csr_structure_sha256(heldout, mask)
 
 
 def from_evaluation(dataset, evaluator, collected: dict[str, np.ndarray], *, model: str, seed: int,

@@ -8,6 +8,7 @@ from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
+from gnnrec.hashing import csr_structure_sha256
 from gnnrec.models.rows import rows
 from gnnrec.models.sparse_adam import RowSparseAdam
 
@@ -46,6 +47,9 @@ class Recommender(L.LightningModule):
             raise ConfigError(f"model.reg_norm must be one of {REG_NORMS}, got '{reg_norm}'")
         self.save_hyperparameters(ignore=["dataset"])
         self.n_users, self.n_items = dataset.n_users, dataset.n_items
+        # which interactions the model is trained and evaluated on: stored in checkpoints, so that a reopened
+        # run (gnnrec.runs.load_run) refuses settings that rebuild another split
+        self.split_fingerprint = csr_structure_sha256(dataset.train, dataset.valid, dataset.test)
         self._sums: torch.Tensor | None = None
         self._scorer = None
 
@@ -102,6 +106,7 @@ class Recommender(L.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         if getattr(self, "gnnrec_config", None) is not None:  # lets `gnnrec evaluate` rebuild data and model
             checkpoint["gnnrec_config"] = self.gnnrec_config
+        checkpoint["gnnrec_split"] = self.split_fingerprint
 
     def configure_optimizers(self):
         # tables looked up with nn.Embedding(sparse=True) (trainable feature tables) get row-sparse updates
