@@ -188,13 +188,14 @@ def _random_csr(rows, cols, density, index_dtype, seed):
 @pytest.mark.parametrize("dim", [1, 8, 13, 64, 100, 136])
 @pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
 @pytest.mark.parametrize("with_base", [False, True])
-def test_c_kernel_equals_the_dense_product(dim, index_dtype, with_base):
+@pytest.mark.parametrize("alpha", [1.0, 0.25])
+def test_c_kernel_equals_the_dense_product(dim, index_dtype, with_base, alpha):
     dense, csr = _random_csr(300, 170, 0.2, index_dtype, seed=dim)  # > 4096 non-zeros: both threads work
     gen = torch.Generator().manual_seed(1)
     x, base = torch.randn(170, dim, generator=gen), torch.randn(300, dim, generator=gen)
-    out = native.csr_spmm_add(csr, x, base if with_base else None, 0.5)
+    out = native.csr_spmm_add(csr, x, base if with_base else None, 0.5, alpha)
     assert out is not None, native.native_status()
-    expected = dense @ x + (0.5 * base if with_base else 0)
+    expected = alpha * (dense @ x) + (0.5 * base if with_base else 0)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 

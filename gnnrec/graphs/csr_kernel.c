@@ -1,4 +1,4 @@
-/* CSR x dense product fused with Horner's "+ base":  out = A x + beta * base  (float32, row-major).
+/* CSR x dense product fused with Horner's "+ base":  out = alpha A x + beta * base  (float32, row-major).
  *
  * Built by gnnrec/graphs/native.py with the system C compiler (-O3 -march=native -fopenmp) and loaded with
  * ctypes. It links against libgomp.so.1, which torch has already loaded, so it shares torch's OpenMP threads
@@ -40,7 +40,7 @@ static int64_t row_at(const void *crow, const int wide, int64_t nrows, int64_t t
 static inline __attribute__((always_inline)) void rows_block(
         const int nv, const int masked, const int wide, int64_t r0, int64_t r1, int64_t d, int64_t c0,
         int64_t w, const void *crow, const void *col, const float *val, const float *x, const float *base,
-        float beta, float *out) {
+        float alpha, float beta, float *out) {
     int32_t lanes[8];
     for (int j = 0; j < 8; ++j) lanes[j] = j < w - 8 * (nv - 1) ? -1 : 0;
     const __m256i mask = _mm256_loadu_si256((const __m256i *)lanes);
@@ -64,7 +64,7 @@ static inline __attribute__((always_inline)) void rows_block(
 #pragma GCC unroll 8
                 for (int k = 0; k < nv; k += 2) _mm_prefetch(nx + 32 * k, _MM_HINT_T0);
             }
-            const __m256 v = _mm256_set1_ps(val[p]);
+            const __m256 v = _mm256_set1_ps(alpha * val[p]);
             const float *xr = x + AT(col, p) * d + c0;
 #pragma GCC unroll 8
             for (int k = 0; k < nv; ++k) a[k] = _mm256_fmadd_ps(v, LOAD(xr, k), a[k]);
@@ -81,12 +81,12 @@ static inline __attribute__((always_inline)) void rows_block(
 
 static inline __attribute__((always_inline)) void rows_columns(const int wide, int64_t r0, int64_t r1, int64_t d, int64_t c0, int64_t w,
                          const void *crow, const void *col, const float *val, const float *x, const float *base,
-                         float beta, float *out) {
+                         float alpha, float beta, float *out) {
     const int nv = (int)((w + 7) / 8);
     const int masked = (w % 8) != 0;
 #define CASE(n) case n: \
-        if (masked) rows_block(n, 1, wide, r0, r1, d, c0, w, crow, col, val, x, base, beta, out); \
-        else rows_block(n, 0, wide, r0, r1, d, c0, w, crow, col, val, x, base, beta, out); \
+        if (masked) rows_block(n, 1, wide, r0, r1, d, c0, w, crow, col, val, x, base, alpha, beta, out); \
+        else rows_block(n, 0, wide, r0, r1, d, c0, w, crow, col, val, x, base, alpha, beta, out); \
         break;
     switch (nv) { CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) }
 #undef CASE
@@ -96,13 +96,13 @@ static inline __attribute__((always_inline)) void rows_columns(const int wide, i
 
 static inline __attribute__((always_inline)) void rows_columns(const int wide, int64_t r0, int64_t r1, int64_t d, int64_t c0, int64_t w,
                          const void *crow, const void *col, const float *val, const float *x, const float *base,
-                         float beta, float *out) {
+                         float alpha, float beta, float *out) {
     for (int64_t r = r0; r < r1; ++r) {
         float acc[CHUNK];
         for (int64_t j = 0; j < w; ++j) acc[j] = base ? beta * base[r * d + c0 + j] : 0.0f;
         const int64_t end = AT(crow, r + 1);
         for (int64_t p = AT(crow, r); p < end; ++p) {
-            const float v = val[p];
+            const float v = alpha * val[p];
             const float *xr = x + AT(col, p) * d + c0;
             for (int64_t j = 0; j < w; ++j) acc[j] += v * xr[j];
         }
@@ -111,10 +111,10 @@ static inline __attribute__((always_inline)) void rows_columns(const int wide, i
 }
 #endif
 
-/* out (nrows x d) = A x + beta * base, base may be NULL; x is (ncols x d); out must not alias x or base.
+/* out (nrows x d) = alpha A x + beta * base, base may be NULL; x is (ncols x d); out must not alias x or base.
  * crow and col are int64 when wide is non-zero, else int32. */
 void gnnrec_csr_spmm_add(int wide, int64_t nrows, int64_t d, const void *crow, const void *col, const float *val,
-                         const float *x, const float *base, float beta, float *out, int nthreads) {
+                         const float *x, const float *base, float alpha, float beta, float *out, int nthreads) {
     const int64_t first = AT(crow, 0), nnz = AT(crow, nrows) - first;
     if (nthreads < 1) nthreads = 1;
     if (nnz < 4096 || nrows < 2 * nthreads) nthreads = 1;
@@ -129,8 +129,8 @@ void gnnrec_csr_spmm_add(int wide, int64_t nrows, int64_t d, const void *crow, c
         const int64_t r1 = t == n - 1 ? nrows : row_at(crow, wide, nrows, first + nnz * (t + 1) / n);
         for (int64_t c0 = 0; c0 < d; c0 += CHUNK) {
             const int64_t w = d - c0 < CHUNK ? d - c0 : CHUNK;
-            if (wide) rows_columns(1, r0, r1, d, c0, w, crow, col, val, x, base, beta, out);
-            else rows_columns(0, r0, r1, d, c0, w, crow, col, val, x, base, beta, out);
+            if (wide) rows_columns(1, r0, r1, d, c0, w, crow, col, val, x, base, alpha, beta, out);
+            else rows_columns(0, r0, r1, d, c0, w, crow, col, val, x, base, alpha, beta, out);
         }
     }
 }

@@ -91,8 +91,8 @@ def _load():
             path = build()
             fn = ctypes.CDLL(str(path)).gnnrec_csr_spmm_add
             p = ctypes.c_void_p
-            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, p, p, p, p, p, ctypes.c_float, p,
-                           ctypes.c_int]
+            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, p, p, p, p, p, ctypes.c_float,
+                           ctypes.c_float, p, ctypes.c_int]
             fn.restype = None
             _state.update(fn=fn, status=f"C kernel {path}")
         except (RuntimeError, OSError) as err:
@@ -108,8 +108,8 @@ def native_status() -> str:
 
 
 def csr_spmm_add(a: torch.Tensor, x: torch.Tensor, base: torch.Tensor | None = None,
-                 beta: float = 1.0) -> torch.Tensor | None:
-    """``a @ x + beta * base`` with the C kernel, or None where it does not apply (not a float32 CPU CSR
+                 beta: float = 1.0, alpha: float = 1.0) -> torch.Tensor | None:
+    """``alpha * a @ x + beta * base`` with the C kernel, or None where it does not apply (not a float32 CPU CSR
     matrix, or the kernel could not be built): the caller then uses torch's kernel."""
     if (a.layout != torch.sparse_csr or a.dim() != 2 or a.values().dim() != 1 or a.device.type != "cpu"
             or x.device.type != "cpu" or x.dim() != 2 or a.dtype != torch.float32 or x.dtype != torch.float32
@@ -126,7 +126,7 @@ def csr_spmm_add(a: torch.Tensor, x: torch.Tensor, base: torch.Tensor | None = N
     x = x.contiguous()
     out = torch.empty((a.shape[0], x.shape[1]), dtype=torch.float32)
     fn(int(crow.dtype == torch.int64), a.shape[0], x.shape[1], crow.data_ptr(), col.data_ptr(),
-       val.data_ptr(), x.data_ptr(), None if base is None else base.data_ptr(), beta,
+       val.data_ptr(), x.data_ptr(), None if base is None else base.data_ptr(), alpha, beta,
        out.data_ptr(), torch.get_num_threads())
     return out
 

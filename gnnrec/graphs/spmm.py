@@ -5,12 +5,12 @@ forward's cost). The propagation matrices here are fixed, so the transpose is ma
 matrices (the normalised user-item adjacency) it is the matrix itself.
 
 Propagation ``scale x (x + A x + ... + A^L x)`` is linear in ``x``, so it runs as one autograd node by
-Horner's rule (``s <- A s + scale x``), forward and backward (with ``A^T``): L products each way, no stored
+Horner's rule (``s <- A s + x``, scaled in the last step), forward and backward (with ``A^T``): L products each way, no stored
 layer outputs, no per-layer sums or divide, and with the row blocks (users, items) written into and read out
 of one buffer, so neither the concatenation nor slice backward makes full-size zero-filled copies.
 
 Operators (``set_propagation``): ``fused`` (default) runs each Horner step as one pass of the C kernel of
-gnnrec/graphs/native.py (product and ``+ scale x`` together), falling back to ``torch`` where the kernel does
+gnnrec/graphs/native.py (product, scale and ``+ x`` together), falling back to ``torch`` where the kernel does
 not apply; ``torch`` is the same scheme with ``torch.sparse.mm(..., reduce="sum")``, torch's vectorised CSR
 kernel; ``legacy`` is the previous operator (one autograd product per layer, python sums). All three are kept
 for comparison; docs/performance.md has the measurements.
@@ -54,17 +54,19 @@ def propagation(mode: str):
 
 
 def sparse_product(a: torch.Tensor, x: torch.Tensor, base: torch.Tensor | None = None,
-                   beta: float = 1.0) -> torch.Tensor:
-    """``a @ x (+ beta * base)`` with the fastest measured kernel: the C kernel (``fused``), else torch's
-    ``reduce="sum"`` CSR kernel on CPU, else torch's default."""
+                   beta: float = 1.0, alpha: float = 1.0) -> torch.Tensor:
+    """``alpha * a @ x (+ beta * base)`` with the fastest measured kernel: the C kernel (``fused``), else
+    torch's ``reduce="sum"`` CSR kernel on CPU, else torch's default."""
     if _mode == "fused":
-        out = csr_spmm_add(a, x, base, beta)
+        out = csr_spmm_add(a, x, base, beta, alpha)
         if out is not None:
             return out
     if _mode != "legacy" and a.layout == torch.sparse_csr and x.device.type == "cpu":
         out = torch.sparse.mm(a, x, reduce="sum")
     else:
         out = torch.sparse.mm(a, x)
+    if alpha != 1.0:
+        out.mul_(alpha)
     return out if base is None else out.add_(base, alpha=beta)
 
 
@@ -85,13 +87,16 @@ def spmm(a: torch.Tensor, x: torch.Tensor, a_t: torch.Tensor | None = None) -> t
 
 
 def power_sum(a: torch.Tensor, x: torch.Tensor, num_layers: int, scale: float) -> torch.Tensor:
-    """``scale x (x + a x + ... + a^L x)`` by Horner's rule: L steps ``s <- a s + scale x``, each one pass.
+    """``scale x (x + a x + ... + a^L x)`` by Horner's rule: L steps ``s <- a s + x``, the last one
+    ``s <- scale a s + scale x``, each one pass (the scale costs no pass of its own).
 
     ``x`` may be overwritten by the caller afterwards: the result never aliases it."""
-    base = x * scale if scale != 1.0 or num_layers == 0 else x
-    total = base
-    for _ in range(num_layers):
-        total = sparse_product(a, total, base)
+    if num_layers == 0:
+        return x * scale
+    total = x
+    for layer in range(num_layers):
+        factor = scale if layer == num_layers - 1 else 1.0
+        total = sparse_product(a, total, x, beta=factor, alpha=factor)
     return total
 
 
