@@ -73,7 +73,7 @@ class DataSection(Section):
     # seed of the split of unsplit logs, the validation carving and the cold items; None: the run's `seed`.
     # Set it to train several seeds on one split (gnnrec compare pools only runs on the same split)
     split_seed: NonNegative | None = None
-    modalities: list[str] | None = None  # feature files to load; None = all
+    modalities: list[str] | None = None  # item modalities kept once every feature file is read; None all, [] none
     drop_modalities: list[str] = []  # item modalities removed after loading (feature_dirs too): ablation retraining
     feature_fill: Literal["none", "mean"] = "none"  # all-zero rows (items without content): the mean of the others
     feature_norm: Literal["none", "zscore", "l2"] = "none"  # scaling of every feature table

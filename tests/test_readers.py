@@ -118,8 +118,10 @@ def test_recbole_reader_with_metadata_and_split(tmp_path):
 
 # ---- bad input ------------------------------------------------------------------------------------
 def test_missing_folder_and_files(tmp_path):
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(DataError, match="absent: data.source does not exist"):
         load_dataset(tmp_path / "absent")
+    with pytest.raises(DataError, match="absent: does not exist"):
+        detect_format(tmp_path / "absent")
     with pytest.raises(DataError, match="cannot tell the dataset format"):
         load_dataset(tmp_path)
     write(tmp_path / "train.txt", "0 1\n")
@@ -170,7 +172,7 @@ def test_nan_features(tmp_path):
     feat = np.ones((2, 3))
     feat[1, 2] = np.nan
     np.save(tmp_path / "text_feat.npy", feat)
-    with pytest.raises(DataError, match=r"field 'text'.*NaN or inf in 1 rows \(first: item 1\)"):
+    with pytest.raises(DataError, match=r"text_feat.npy: feature matrix has NaN or inf in 1 rows \(first: row 1\)"):
         load_dataset(tmp_path)
 
 

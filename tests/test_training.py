@@ -72,7 +72,7 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["data", "info", str(tmp_path / "nowhere")]) == 2
-    assert "dataset folder not found" in capsys.readouterr().err
+    assert "nowhere: data.source does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--help"])
 

@@ -46,8 +46,9 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
     ``rating_threshold`` describe a generic interaction file (format ``table``); ``split_files`` names the files
     of such a folder that hold the valid and test rows. ``cold_items`` (a share) takes that many items out of
     training entirely and keeps their held-out interactions in ``dataset.cold`` (:mod:`gnnrec.data.cold`).
-    ``drop_modalities`` removes item modalities after every feature file (feature folders included) is read:
-    the same data with one modality fewer (``gnnrec ablate --retrain``).
+    ``modalities`` keeps only the named item modalities (None: all, []: none) and ``drop_modalities`` removes
+    some (the same data with one modality fewer: ``gnnrec ablate --retrain``), both after every feature file
+    (feature folders included) is read; a name that no modality has is a ConfigError.
     """
     if split_seed is not None:  # the data's own seed: runs of several seeds then share one split
         seed = split_seed
@@ -61,6 +62,8 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
     if str(source) == "synthetic":
         data = make_synthetic(**(synthetic or {}))
     else:
+        if not Path(source).exists():
+            raise DataError("data.source does not exist: no such file or folder", path=source)
         fmt = detect_format(source, name) if format == "auto" else format
         if fmt not in READERS:
             raise ConfigError(f"data.format must be 'auto' or one of {sorted(READERS)}, got '{format}'")
@@ -77,16 +80,12 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
         if name is not None and fmt not in ("mmrec", "recbole"):
             raise ConfigError(f"data.name picks a .inter file (mmrec, recbole); this dataset is read as '{fmt}'")
         reader = READERS[fmt]
-        if fmt == "mmrec":
-            data = reader(Path(source), modalities, name=name)
-        elif fmt == "recbole":
+        if fmt in ("mmrec", "recbole"):
             data = reader(Path(source), name=name)
         elif fmt == "table":
             data = reader(Path(source), **table_opts)
         else:
             data = reader(Path(source))
-        if modalities is not None and fmt != "mmrec":
-            data.features = {k: v for k, v in data.features.items() if k in modalities}
     if isinstance(data, Interactions):
         data = data.dedupe()
         if kcore:
@@ -100,12 +99,7 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
         data.features.update(load_features(Path(folder)))
         if (Path(folder) / "users").is_dir():
             data.user_features.update(load_features(Path(folder) / "users"))
-    if drop_modalities:
-        unknown = sorted(set(drop_modalities) - set(data.features))
-        if unknown:
-            raise ConfigError(f"data.drop_modalities names {unknown}, not among the item modalities of "
-                              f"{data.name}: {sorted(data.features)}")
-        data.features = {k: v for k, v in data.features.items() if k not in drop_modalities}
+    data.features = select_modalities(data.features, modalities, drop_modalities, data.name)
     if data.valid.nnz == 0 and valid_ratio > 0:
         carved = carve_valid(data.train, valid_ratio, seed, valid_carving, valid_min_history, valid_keep_items,
                              test=data.test)
@@ -144,6 +138,24 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
     if data.cold is not None:
         scale_cold_features(data, feature_fill, feature_norm)
     return data
+
+
+def select_modalities(features: dict[str, np.ndarray], keep: list[str] | None, drop: list[str] | None,
+                      dataset: str) -> dict[str, np.ndarray]:
+    """The item modalities ``data.modalities`` keeps (None: all; []: none) less ``data.drop_modalities``.
+
+    Applied once every source's features (reader, feature folders) are read, so both settings mean the same
+    for every format; a name no loaded modality has is an error, never silently nothing."""
+    for key, names in (("data.modalities", keep), ("data.drop_modalities", drop)):
+        unknown = sorted(set(names or ()) - set(features))
+        if unknown:
+            raise ConfigError(f"{key} names {unknown}, not among the item modalities of {dataset}: "
+                              f"{sorted(features)}")
+    selected = {k: v for k, v in features.items() if (keep is None or k in keep) and k not in (drop or ())}
+    if keep is not None and len(selected) < len(features):
+        log.info("%s: item modalities %s (data.modalities=%s%s)", dataset, sorted(selected) or "none", list(keep),
+                 f", data.drop_modalities={list(drop)}" if drop else "")
+    return selected
 
 
 def scale_cold_features(data: RecDataset, feature_fill: str, feature_norm: str) -> None:

@@ -18,7 +18,7 @@ def find_one(folder: Path, pattern: str, required: bool = True) -> Path | None:
 
 
 def read_pairs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    head, rows, first = read_rows(path, ",", header=True)
+    head, rows, first = read_rows(path, ",", header=True, quoted=True)
     lowered = [h.lower() for h in head]
     try:
         cols = [lowered.index(c) for c in ("user", "item", "timestamp")]

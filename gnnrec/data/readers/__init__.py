@@ -9,6 +9,7 @@ from gnnrec.data.readers.lightgcn import read_lightgcn
 from gnnrec.data.readers.mmrec import find_inter_file, read_mmrec
 from gnnrec.data.readers.pickled import NAMES as PICKLE_NAMES, read_pickled
 from gnnrec.data.readers.recbole import read_recbole
+from gnnrec.data.readers.table import decode_utf8
 from gnnrec.errors import DataError
 
 READERS = {
@@ -22,7 +23,8 @@ READERS = {
 
 
 def inter_kind(path: Path) -> str:
-    header = path.open(encoding="utf-8").readline()
+    with open(path, "rb") as fh:
+        header = decode_utf8(fh.readline(), path)
     return "recbole" if ":token" in header or ":float" in header else "mmrec"
 
 
@@ -30,7 +32,7 @@ def detect_format(folder: Path, name: str | None = None) -> str:
     """The format of a dataset folder, or of a single file (``.inter``; ``.csv``/``.tsv``/``.parquet``: table)."""
     folder = Path(folder)
     if not folder.exists():
-        raise DataError("dataset folder not found", path=folder)
+        raise DataError("does not exist: no such file or folder", path=folder)
     if folder.is_file():
         if folder.suffix == ".inter":
             return inter_kind(folder)

@@ -14,16 +14,32 @@ def modality_name(path: Path) -> str:
     return stem[: -len("_feat")] if stem.endswith("_feat") else stem
 
 
+NPY_MAGIC = b"\x93NUMPY"  # the first bytes of every file numpy.save writes
+
+
 def load_feature(path: Path) -> np.ndarray:
+    """One feature matrix, checked here where the file is known: a valid .npy, 2-D, numeric, finite."""
+    with open(path, "rb") as fh:
+        if fh.read(len(NPY_MAGIC)) != NPY_MAGIC:  # np.load would call it "pickled (object) data"
+            raise DataError("not a valid .npy array file (no NumPy header): write feature matrices with "
+                            "numpy.save", path=path)
     try:
         arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"cannot read feature matrix: {exc}", path=path) from None
+    except ValueError as exc:
+        reason = "it holds Python objects, not numbers" if "Object arrays" in str(exc) else str(exc)
+        raise DataError(f"cannot read feature matrix: {reason}", path=path) from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read feature matrix (truncated or corrupt .npy file?): {exc}", path=path) from None
     if arr.ndim != 2:
         raise DataError(f"feature matrix must be 2-D (items x dim), got shape {arr.shape}", path=path)
     if not np.issubdtype(arr.dtype, np.number):
         raise DataError(f"feature matrix has non-numeric dtype {arr.dtype}", path=path)
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise DataError(f"feature matrix has NaN or inf in {len(rows)} rows (first: row {rows[0]})", path=path)
+    return arr
 
 
 def feature_path(folder: Path, name: str) -> Path:

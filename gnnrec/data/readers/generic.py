@@ -83,7 +83,7 @@ def read_fields(path: Path, separator: str | None, header: bool) -> tuple[list[s
         head, cols = read_parquet(path)
         return head, [np.asarray(c).astype(str).astype(object) for c in cols], 1  # "line" = row number
     sep = separator_for(path, separator)
-    head, rows, first = read_rows(path, sep, header)
+    head, rows, first = read_rows(path, sep, header, quoted=True)
     if head is None and rows:  # read_rows checks widths against a header; without one, against the first row
         widths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         bad = np.flatnonzero(widths != widths[0])

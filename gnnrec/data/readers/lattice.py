@@ -9,13 +9,13 @@ import numpy as np
 
 from gnnrec.data.dataset import RecDataset, interactions_to_csr
 from gnnrec.data.readers.features import load_features
-from gnnrec.data.readers.table import require_file, to_ids
+from gnnrec.data.readers.table import read_text, to_ids
 from gnnrec.errors import DataError
 
 
 def read_user_lists(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        obj = json.loads(require_file(path).read_text(encoding="utf-8"))
+        obj = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from None
     if not isinstance(obj, dict):
