@@ -68,6 +68,16 @@ def test_mixed_datasets_protocols_and_splits_are_refused(tmp_path, what, change)
     assert str(a) in str(err.value) and str(b) in str(err.value)
 
 
+def test_runs_of_one_setting_that_share_a_seed_are_refused(tmp_path):
+    a = fake_run(tmp_path / "a", "lightgcn", seed=999, recall=BASE)
+    b = fake_run(tmp_path / "b", "lightgcn", seed=999, recall=BASE + 0.1)
+    other = fake_run(tmp_path / "c", "mf", seed=999, recall=BASE)  # another setting may share the seed
+    with pytest.raises(GnnrecError, match="share a seed") as err:
+        compare([a, b, other])
+    assert str(a) in str(err.value) and str(b) in str(err.value) and str(other) not in str(err.value)
+    assert compare([a, other])["settings"]
+
+
 def test_search_folder_contributes_its_runs_and_settings_are_labelled_by_what_differs(tmp_path):
     search = tmp_path / "search"
     fake_run(search / "run000", "lightgcn", seed=1, lr=0.001, recall=BASE)

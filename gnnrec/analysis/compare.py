@@ -167,6 +167,20 @@ def check_comparable(runs: list[RunRecord]) -> None:
                               f"{hint}: {detail}")
 
 
+def check_distinct_seeds(settings: list[Setting]) -> None:
+    """Two runs of one setting with the same seed repeat one measurement: pooled as two seeds they would give
+    a spread and an interval that mean nothing, so they are refused, naming the runs."""
+    for setting in settings:
+        by_seed: dict = {}
+        for run in setting.runs:
+            by_seed.setdefault(run.config.get("seed"), []).append(str(run.path))
+        repeated = {seed: paths for seed, paths in by_seed.items() if len(paths) > 1}
+        if repeated:
+            detail = "; ".join(f"seed {seed}: {', '.join(paths)}" for seed, paths in repeated.items())
+            raise GnnrecError(f"refusing to pool runs of one setting ({setting.label}) that share a seed, they repeat "
+                              f"one measurement: {detail} (give one run per seed, or train others with seed=N)")
+
+
 def pooled_users(setting: Setting, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(original user ids, sorted; each user's ``metric`` averaged over the setting's seeds), over the users
     every seed evaluated; None when a run has no per-user file or no such array."""
@@ -266,6 +280,7 @@ def compare(paths, baseline: str | None = None, metrics=None) -> dict:
             raise GnnrecError(f"{run.path}: metrics.json has no test {', '.join(missing)} "
                               f"(it has {', '.join(k for k in run.metrics.get('test', {}) if '@' in k)})")
     settings = group_settings(runs)
+    check_distinct_seeds(settings)
     base = find_baseline(settings, baseline)
     ks = sorted({int(m.split("@")[1]) for m in metrics})
     notes = []
