@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import logging
 import os
+import random
 import shutil
 import time
 import warnings
@@ -13,16 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from gnnrec.allocator import keep_freed_memory
 from gnnrec.config import dump_config
 from gnnrec.data import load_dataset
 from gnnrec.datamodule import RecDataModule
-from gnnrec.errors import Interrupted
+from gnnrec.errors import GnnrecError, Interrupted
 from gnnrec.eval import FullRankingEvaluator
 from gnnrec.eval.per_user import write_run_results
 from gnnrec.models import build_model
@@ -109,14 +114,69 @@ def describe_data(dataset) -> str:
             f"features {st['features'] or 'none'}")
 
 
-def loggers(run_dir: Path) -> list:
-    out = [CSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=1)]  # written every epoch
+def resume_log_step(resume: str | None) -> int | None:
+    """The logging step a resumed run continues from: rows logged at this step or later (the epochs the run
+    redoes, or the final evaluation of a finished run that trains on) are dropped from its logs."""
+    if not resume:
+        return None
+    if not Path(resume).is_file():
+        raise GnnrecError(f"train.resume: checkpoint not found: {resume}")
+    try:  # mmap: only the loop counters are read, not the weights
+        ckpt = torch.load(resume, map_location="cpu", weights_only=False, mmap=True)
+        return int(ckpt["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"])
+    except Exception as exc:  # torch raises many types; a foreign dict lacks the keys
+        raise GnnrecError(f"{resume}: not a readable gnnrec training checkpoint ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}); it may be truncated or not written by gnnrec train") from None
+
+
+class ContinuedCSVWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; this one keeps its rows logged before
+    ``keep_before_step`` (the resumed checkpoint's), so one run keeps one curve with every epoch once."""
+
+    def __init__(self, log_dir: str, keep_before_step: int | None = None):
+        self.keep_before_step = keep_before_step  # read by _check_log_dir_exists, which the base init calls
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        if self.keep_before_step is None or not os.path.isfile(self.metrics_file_path):
+            return super()._check_log_dir_exists()
+        with open(self.metrics_file_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = [r for r in reader if r.get("step") and float(r["step"]) < self.keep_before_step]
+            keys = sorted(reader.fieldnames or [])
+        with open(self.metrics_file_path, "w", newline="", encoding="utf-8") as f:  # same key order as save()
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = keys  # save() appends under this header, rewriting it only for new keys
+
+
+class ContinuedCSVLogger(CSVLogger):
+    def __init__(self, *args, keep_before_step: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.keep_before_step = keep_before_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = ContinuedCSVWriter(self.log_dir, self.keep_before_step)
+        return self._experiment
+
+
+def loggers(run_dir: Path, resume_step: int | None = None) -> list:
+    """metrics.csv and (if installed) TensorBoard under ``logs/``; a resumed run continues both without
+    repeating the steps from ``resume_step`` on (TensorBoard's purge_step hides the earlier events there)."""
+    out = [ContinuedCSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=1,  # written every epoch
+                              keep_before_step=resume_step)]
     try:
         from lightning.pytorch.loggers import TensorBoardLogger
 
         import tensorboard  # noqa: F401
 
-        out.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version=""))  # logs/tensorboard/
+        out.append(TensorBoardLogger(run_dir / "logs", name="tensorboard", version="",  # logs/tensorboard/
+                                     default_hp_metric=False, purge_step=resume_step))  # no -1 placeholders
     except ImportError:
         pass
     return out
@@ -128,13 +188,14 @@ LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 @contextmanager
 def quiet_lightning():
     """While training: hide Lightning's tips and per-call restore lines (INFO) and the LeafSpec deprecation
-    that its pytree helper trips on every batch (noise users cannot act on); warnings and errors still show.
-    Scoped, so importing gnnrec changes no process-wide setting."""
+    that its pytree helper trips on every batch, and a resume's "checkpoint directory is not empty" (noise users
+    cannot act on); warnings and errors still show. Scoped, so importing gnnrec changes no process-wide setting."""
     loggers = [logging.getLogger(name) for name in LIGHTNING_LOGGERS]
     levels = [lg.level for lg in loggers]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                                 category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # resumes
         for lg in loggers:
             lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
         try:
@@ -163,10 +224,43 @@ class EpochReport(L.Callback):
         epoch = trainer.current_epoch + 1
         if self.best is None or float(value) > self.best:
             self.best, self.best_epoch = float(value), epoch
-        train_s = self.timer.seconds[-1] if self.timer.seconds else float("nan")
-        eval_s = self.timer.eval_seconds[-1] if self.timer.eval_seconds else float("nan")
-        log.info("epoch %d: %s %.4f (best %.4f at epoch %d); %.2f s training, %.2f s validation", epoch,
-                 self.monitor, float(value), self.best, self.best_epoch, train_s, eval_s)
+        times = [f"{seconds[-1]:.2f} s {part}" for seconds, part in
+                 ((self.timer.seconds, "training"), (self.timer.eval_seconds, "validation")) if seconds]
+        log.info("epoch %d: %s %.4f (best %.4f at epoch %d)%s", epoch, self.monitor, float(value), self.best,
+                 self.best_epoch, "; " + ", ".join(times) if times else "")
+
+    def state_dict(self) -> dict:  # a resumed run reports the best so far over all its epochs
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best, self.best_epoch = state_dict["best"], state_dict["best_epoch"]
+
+
+class RandomStateCheckpoint(L.Callback):
+    """Saves the global random states (torch, CUDA, numpy, Python) with every checkpoint and restores them
+    when training resumes, so the epochs after an end-of-epoch checkpoint draw exactly what they drew in an
+    uninterrupted run (dropout, edge dropout, ...; the BPR triples depend on (seed, epoch) alone)."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
+        checkpoint["gnnrec_rng_states"] = {  # tensors and plain types only: loads with torch's weights_only
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        states = checkpoint.get("gnnrec_rng_states")
+        if trainer.state.fn != "fit" or states is None:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        name, keys, pos, has_gauss, gauss = states["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, internal, python_gauss = states["python"]
+        random.setstate((version, tuple(internal), python_gauss))
 
 
 class EpochTimer(L.Callback):
@@ -202,8 +296,8 @@ class EpochTimer(L.Callback):
 def train(cfg: dict) -> RunResult:
     """Train with early stopping on validation, then evaluate the best checkpoint on valid and test.
 
-    A SIGTERM (a scheduler pre-empting the job) during training saves the current state as ``last.ckpt`` and
-    raises ``Interrupted`` (exit status 143 from the CLI) with the command that resumes the run in its folder.
+    A SIGTERM (a scheduler pre-empting the job) during training raises ``Interrupted`` (exit status 143 from the
+    CLI) with the command that resumes the run in its folder from ``last.ckpt``, the end of its last whole epoch.
     A run that fails before its first checkpoint leaves no folder behind."""
     cfg = portable(cfg)
     run_dir, made_here = make_run_dir(cfg)
@@ -234,14 +328,18 @@ def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     tcfg = cfg["train"]
     monitor = tcfg["monitor"]
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
-                                 save_top_k=1, save_last=True)
+                                 save_top_k=1)
+    # last.ckpt: the state at the end of every epoch (a SIGTERM mid-epoch keeps it and resumes from there)
+    last_checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                                      save_on_train_epoch_end=True, enable_version_counter=False)
     stopper = EarlyStopping(monitor=monitor, mode="max", patience=tcfg["patience"], min_delta=0.0)
     timer = EpochTimer()
     trainer = L.Trainer(
         max_epochs=tcfg["max_epochs"], max_time=tcfg["max_time"], accelerator=tcfg["accelerator"], devices=tcfg["devices"],
         strategy=tcfg["strategy"], num_nodes=tcfg["num_nodes"], precision=tcfg["precision"],
-        check_val_every_n_epoch=tcfg["eval_every"], callbacks=[checkpoint, stopper, timer, EpochReport(monitor, timer)],
-        logger=loggers(run_dir), enable_progress_bar=tcfg["progress_bar"], num_sanity_val_steps=0,
+        check_val_every_n_epoch=tcfg["eval_every"],
+        callbacks=[checkpoint, last_checkpoint, stopper, timer, EpochReport(monitor, timer), RandomStateCheckpoint()],
+        logger=loggers(run_dir, resume_log_step(tcfg["resume"])), enable_progress_bar=tcfg["progress_bar"], num_sanity_val_steps=0,
         reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False, enable_model_summary=False,
         log_every_n_steps=1,
     )
@@ -252,9 +350,15 @@ def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=tcfg["resume"])
     except SIGTERMException:
-        trainer.save_checkpoint(last)
-        raise Interrupted(f"training stopped by SIGTERM in epoch {trainer.current_epoch + 1}; its state is saved in "
-                          f"{last}. Resume in the same run folder with: gnnrec train {run_dir / 'config.yaml'} "
+        # not the mid-epoch state: its epoch could not be finished as an uninterrupted run would (the epoch's
+        # batches restart), so last.ckpt stays the end of the last finished epoch and the resumed run redoes the rest
+        if not last.is_file():
+            raise Interrupted(f"training stopped by SIGTERM in epoch {trainer.current_epoch + 1}, before any epoch "
+                              "finished: nothing to resume, start the run again") from None
+        done = torch.load(last, map_location="cpu", weights_only=False, mmap=True)["epoch"] + 1
+        raise Interrupted(f"training stopped by SIGTERM in epoch {trainer.current_epoch + 1}; {last} holds the state "
+                          f"at the end of epoch {done}. Resume in the same run folder (it redoes the epochs after "
+                          f"{done} and ends as an uninterrupted run) with: gnnrec train {run_dir / 'config.yaml'} "
                           f"train.resume={last}") from None
     best = checkpoint.best_model_path or None
     best_epoch = torch.load(best, map_location="cpu", weights_only=False)["epoch"] + 1 if best else None
@@ -287,7 +391,8 @@ def evaluate_only(cfg: dict, run_dir: Path, dataset, model) -> RunResult:
             write_run_results(run_dir, dataset, ev, collected, model=cfg["model"]["name"], seed=cfg["seed"])
     ckpt = run_dir / "checkpoints" / "best.ckpt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "gnnrec_config": cfg, "epoch": 0}, ckpt)
+    torch.save({"state_dict": model.state_dict(), "gnnrec_config": cfg, "gnnrec_split": model.split_fingerprint,
+                "epoch": 0}, ckpt)
     dump_config(cfg, run_dir / "config.yaml")
     metrics = run_metrics(cfg, dataset, results["valid"], results["test"], 0, 0, 0.0, str(ckpt))
     write_metrics(run_dir, metrics)

@@ -1,5 +1,8 @@
 """A run's life outside the happy path: pre-emption by SIGTERM, resuming, failures, moving the run folder."""
+import csv
+import importlib.util
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -25,13 +28,13 @@ def wait_for(predicate, seconds: float) -> bool:
 
 def test_sigterm_saves_a_resumable_state_exits_nonzero_and_the_run_resumes_in_place(tmp_path):
     run = tmp_path / "job"
-    csv = run / "logs" / "metrics.csv"
+    csv_path = run / "logs" / "metrics.csv"
     cmd = [sys.executable, "-m", "gnnrec", "train", *SMALL, "model.name=mf", f"output.dir={tmp_path}",
            "output.name=job", "train.max_epochs=500", "train.patience=500"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        assert wait_for(lambda: csv.is_file() and csv.read_text().count("\n") >= 3, 120), "no epoch finished"
+        assert wait_for(lambda: csv_path.is_file() and csv_path.read_text().count("\n") >= 3, 120), "no epoch finished"
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -46,6 +49,66 @@ def test_sigterm_saves_a_resumable_state_exits_nonzero_and_the_run_resumes_in_pl
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_trained"] == stopped_at + 2
+    rows = list(csv.DictReader(open(csv_path)))
+    assert [float(r["epoch"]) for r in rows if r["train/loss"]] == list(range(1, stopped_at + 3))  # each once
+
+
+def metrics_rows(run_dir: Path) -> list[dict]:
+    return list(csv.DictReader(open(run_dir / "logs" / "metrics.csv")))
+
+
+def tensorboard_points(run_dir: Path) -> dict:
+    """{tag: [(step, value)]} as TensorBoard shows them (it hides events purged by a restart)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "logs" / "tensorboard"))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_a_run_stopped_mid_epoch_resumes_to_exactly_the_uninterrupted_run(tmp_path, monkeypatch, caplog):
+    """A finished 2-epoch run trained on to 4 epochs, stopped by SIGTERM in the middle of epoch 3 and resumed:
+    metrics, metrics.csv (every epoch once, the finished run's final evaluation dropped) and TensorBoard equal
+    an uninterrupted 4-epoch run's. BM3 draws dropout from torch's global generator every batch, so this also
+    needs the random states restored."""
+    import gnnrec.train
+    from gnnrec.config import load_config
+    from gnnrec.errors import Interrupted
+    from gnnrec.train import EpochTimer, train
+
+    def config(*extra):
+        return load_config(None, [*SMALL, "model.name=bm3", "train.patience=100", f"output.dir={tmp_path}", *extra])
+
+    class SigtermInEpoch3(EpochTimer):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.current_epoch == 2 and batch_idx == 5:
+                os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler turns it into SIGTERMException
+
+    whole = train(config("train.max_epochs=4", "output.name=whole"))
+    first = train(config("train.max_epochs=2", "output.name=cut"))
+    last = first.run_dir / "checkpoints" / "last.ckpt"
+    time.sleep(1.1)  # TensorBoard reads event files in name order, named by the second, pid and a per-process
+    # counter (.9 sorts after .10): in one process, each continuation's files must start a later second
+    with monkeypatch.context() as m:
+        m.setattr(gnnrec.train, "EpochTimer", SigtermInEpoch3)
+        with pytest.raises(Interrupted, match="at the end of epoch 2"):
+            train(config("train.max_epochs=4", f"train.resume={last}"))
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1 == 2  # not the mid-epoch state
+    time.sleep(1.1)  # see below
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gnnrec"):
+        resumed = train(config("train.max_epochs=4", f"train.resume={last}"))
+    assert resumed.run_dir == first.run_dir
+    for key in ("valid", "test", "best_epoch", "epochs_trained"):
+        assert resumed.metrics[key] == whole.metrics[key], key  # exactly: the same steps on the same batches
+    rows = metrics_rows(resumed.run_dir)
+    assert [float(r["epoch"]) for r in rows if r["train/loss"]] == [1.0, 2.0, 3.0, 4.0]
+    assert rows == metrics_rows(whole.run_dir)  # same rows, same values, same order
+    console = caplog.text
+    assert "epoch 3: valid/recall@20" in console and "epoch 4: valid/recall@20" in console
+    assert "nan" not in console
+    if importlib.util.find_spec("tensorboard"):
+        assert tensorboard_points(resumed.run_dir) == tensorboard_points(whole.run_dir)
 
 
 def test_a_run_that_fails_before_training_leaves_no_folder(tmp_path, capsys):
@@ -113,8 +176,6 @@ def test_importing_gnnrec_changes_no_process_wide_setting():
 
 
 def test_metrics_csv_counts_epochs_as_the_console_does(tmp_path):
-    import csv
-
     from gnnrec.config import load_config
     from gnnrec.train import train
 
