@@ -20,6 +20,10 @@ from gnnrec.train import dataset_from_config, model_from_config
 
 def resolve_checkpoint(path: str | Path) -> Path:
     path = Path(path)
+    if path.is_dir() and not (path / "checkpoints").is_dir() and (path / "results.json").is_file():
+        runs = sorted(p.name for p in path.glob("run[0-9][0-9][0-9]") if p.is_dir())
+        raise GnnrecError(f"{path} is a search folder, not a run: give one of its runs ({', '.join(runs[:3]) or 'none'}"
+                          f"{', ...' if len(runs) > 3 else ''}; results.md names the selected one)")
     if path.is_dir():
         path = path / "checkpoints" / "best.ckpt"
     if not path.is_file():

@@ -62,12 +62,14 @@ def test_clip_image_and_text_encoders_from_the_cli(tmp_path, tiny_config, capsys
 
 def test_clip_errors_are_clear(tmp_path, tiny_config):
     from gnnrec.encoders.image import encode_images, image_paths, load_clip
-    from gnnrec.errors import ConfigError, DataError
+    from gnnrec.errors import ConfigError, DataError, GnnrecError
 
     with pytest.raises(ConfigError, match="unknown open_clip architecture"):
         load_clip("no-such-net")
     with pytest.raises(DataError, match="image folder not found"):
         image_paths(tmp_path / "nothing", ["1"])
+    with pytest.raises(GnnrecError, match="could not load the open_clip weights .*missing.bin"):
+        load_clip("", str(tmp_path / "missing.bin"), str(tiny_config))  # weights that cannot be had: no traceback
     (tmp_path / "empty").mkdir()
     model, preprocess, _ = load_clip("", None, str(tiny_config))
     with pytest.raises(DataError, match="every input is missing"):

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from gnnrec.data import RecDataset, interactions_to_csr
+from gnnrec.data import RecDataset, interactions_to_csr, make_synthetic
 from gnnrec.eval import FullRankingEvaluator, ranking_metrics, topk_items
 
 
@@ -119,3 +119,12 @@ def test_evaluator_against_naive_reference(small_synthetic):
         ndcgs.append(dcg / idcg)
     assert got["recall@10"] == pytest.approx(np.mean(recalls))
     assert got["ndcg@10"] == pytest.approx(np.mean(ndcgs))
+
+
+def test_a_cutoff_as_long_as_the_catalogue_is_warned_about(caplog):
+    data = make_synthetic(n_users=40, n_items=30, n_clusters=2, mean_interactions=6, seed=0)
+    with caplog.at_level("WARNING", logger="gnnrec.eval.evaluator"):
+        FullRankingEvaluator(data, "valid", "strict", [5, 10])
+        assert not caplog.records
+        FullRankingEvaluator(data, "valid", "strict", [5, 30])
+    assert "eval.ks has 30, at least the 30 items" in caplog.text

@@ -44,6 +44,9 @@ def test_search_selects_on_validation_and_writes_one_table(tmp_path, capsys):
     assert again["best"]["run"] == "run000" and again["best"]["test_recall@20"] == 0.01
     selected = [line for line in (tmp_path / "s" / "results.md").read_text().splitlines() if "<-" in line]
     assert len(selected) == 1 and selected[0].startswith("| run000")
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "s")]) == 2  # a search folder is not a run: say which to give
+    assert "is a search folder, not a run: give one of its runs (run000, run001, run002, ...;" in capsys.readouterr().err
     (tmp_path / "bad.yaml").write_text("search:\n  grid:\n    model.depth: [1, 2]\n")
     assert main(["search", str(tmp_path / "bad.yaml"), *SMALL, f"output.dir={tmp_path}"]) == 2
 

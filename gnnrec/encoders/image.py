@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gnnrec.data.scaling import fill_missing
-from gnnrec.errors import ConfigError, DataError
+from gnnrec.errors import ConfigError, DataError, GnnrecError
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
@@ -43,7 +43,14 @@ def load_clip(model: str | None, pretrained: str | None = None, model_config: st
     if model not in open_clip.list_models():
         raise ConfigError(f"unknown open_clip architecture '{model}' (see open_clip.list_models(), or pass a "
                           "JSON architecture with --model-config)")
-    net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained or None, device=device)
+    try:
+        net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained or None, device=device)
+    except Exception as exc:  # open_clip and huggingface_hub raise many types (RuntimeError, OSError, HTTP errors)
+        if not pretrained:
+            raise
+        raise GnnrecError(f"could not load the open_clip weights '{pretrained}' for {model} ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}); without access to the model hub, download them on a connected machine "
+                          "and give the file's path as pretrained") from None
     return net.eval(), preprocess, open_clip.get_tokenizer(model)
 
 

@@ -6,6 +6,8 @@ Protocols (which items are masked, which users count):
 """
 from __future__ import annotations
 
+import logging
+
 from typing import Callable
 
 import numpy as np
@@ -17,6 +19,8 @@ from gnnrec.eval.beyond import (BEYOND_METRICS, TAIL_SHARE, catalogue_metrics, i
                                  per_user_beyond, tail_items, user_mean)
 from gnnrec.eval.metrics import METRICS, ranking_metrics, topk_items
 from gnnrec.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("strict", "mmrec")
 DEFAULT_KS = (5, 10, 20, 50)
@@ -40,6 +44,9 @@ class FullRankingEvaluator:
             raise ConfigError(f"can only evaluate on 'valid' or 'test', got '{split}'")
         self.split, self.protocol, self.ks = split, protocol, tuple(sorted(ks))
         self.n_items = dataset.n_items
+        if self.ks and self.ks[-1] >= self.n_items and split == "valid":  # once per run: valid is built first
+            log.warning("eval.ks has %d, at least the %d items of %s: its lists hold every unseen item, so recall "
+                        "and hit there are 1 for every user", self.ks[-1], self.n_items, dataset.name)
         self.heldout = dataset.split(split)
         mask = dataset.train
         if split == "test" and protocol == "strict":
