@@ -127,3 +127,26 @@ def test_real_microlens_titles_feed_ingestion_metadata():
 
     ids, texts = read_item_texts(shared_dataset("microlens-100k") / "MicroLens-100k_title_en.csv")
     assert len(ids) == 19738 and np.all(np.diff(ids) > 0) and all(isinstance(t, str) for t in texts)
+
+
+def test_review_lines_that_are_not_utf8_are_bad_lines_and_a_cut_gzip_is_a_clear_error(tmp_path):
+    import gzip
+
+    from gnnrec.data.ingest.records import read_records
+    from gnnrec.errors import DataError
+
+    good = [json.dumps({"reviewerID": f"u{i}", "asin": "a1"}).encode() for i in range(3)]
+    latin = '{"reviewerID": "Andr\xe9", "asin": "a1"}'.encode("latin-1")
+    path = tmp_path / "r.json.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(b"\n".join([good[0], latin, good[1], good[2]]) + b"\n")
+    pick = lambda r: (r["reviewerID"], r["asin"])  # noqa: E731
+    rows, report = read_records(path, ("reviewerID", "asin"), pick)
+    assert rows == [("u0", "a1"), ("u1", "a1"), ("u2", "a1")] and report.bad == 1 and report.lines == 4
+    assert "line 2: not UTF-8 text (byte 0xe9" in report.first_bad[0]
+    with pytest.raises(DataError, match="line 2: not UTF-8"):
+        read_records(path, ("reviewerID", "asin"), pick, strict=True)
+    cut = tmp_path / "cut.json.gz"
+    cut.write_bytes(path.read_bytes()[:-12])
+    with pytest.raises(DataError, match="not a readable gzip file"):
+        read_records(cut, ("reviewerID", "asin"), pick)

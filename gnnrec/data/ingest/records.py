@@ -33,11 +33,12 @@ class LineReport:
             log.warning("%s: skipped %d of %d lines (%s)", self.path, self.bad, self.lines, "; ".join(self.first_bad))
 
 
-def open_text(path: Path):
+def open_lines(path: Path):
+    """The file's lines as bytes (decoded one at a time, so a line that is not UTF-8 is one bad line)."""
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", path=path)
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def parse_record(text: str):
@@ -53,27 +54,42 @@ def read_records(path: Path, required: tuple[str, ...], pick, strict: bool = Fal
 
     ``pick`` keeps only what is needed, so a multi-GB review file never sits in memory as dicts."""
     report, out = LineReport(str(path)), []
-    with open_text(path) as fh:
-        for number, text in enumerate(fh, start=1):
-            if not text.strip():
-                continue
-            report.lines += 1
-            try:
-                record = parse_record(text)
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                record = None
-            if not isinstance(record, dict):
-                report.reject(number, "not a JSON object", strict)
-                continue
-            missing = [k for k in required if record.get(k) in (None, "")]
-            if missing:
-                report.reject(number, f"missing {', '.join(missing)}", strict)
-                continue
-            try:
-                out.append(pick(record))
-            except KeyError as exc:
-                report.reject(number, f"missing field {exc}", strict)
-            except (TypeError, ValueError) as exc:
-                report.reject(number, f"bad value ({exc})", strict)
+    with open_lines(path) as fh:
+        try:
+            for number, raw in enumerate(fh, start=1):
+                record = read_line(raw, number, report, strict)
+                if record is None:
+                    continue
+                missing = [k for k in required if record.get(k) in (None, "")]
+                if missing:
+                    report.reject(number, f"missing {', '.join(missing)}", strict)
+                    continue
+                try:
+                    out.append(pick(record))
+                except KeyError as exc:
+                    report.reject(number, f"missing field {exc}", strict)
+                except (TypeError, ValueError) as exc:
+                    report.reject(number, f"bad value ({exc})", strict)
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a cut-off .gz ends in EOFError
+            raise DataError(f"not a readable {'gzip' if Path(path).suffix == '.gz' else 'text'} file after line "
+                            f"{report.lines} ({type(exc).__name__}: {exc})", path=path) from None
     report.log()
     return out, report
+
+
+def read_line(raw: bytes, number: int, report: LineReport, strict: bool) -> dict | None:
+    """One line's JSON object, or None for a blank line or (counted in ``report``) a malformed one."""
+    if not raw.strip():
+        return None
+    report.lines += 1
+    try:
+        record = parse_record(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        report.reject(number, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})", strict)
+        return None
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        report.reject(number, "not a JSON object", strict)
+        return None
+    return record
