@@ -43,22 +43,25 @@ def read_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-RELOCATION_KEYS = ("data.source", "data.feature_dirs")  # settings that may point at moved copies of the data
+RELOCATION_KEYS = ("data.source", "data.feature_dirs")  # may point at moved copies (the fingerprint checks the content)
 
 
-def changed_keys(before, after, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two configs."""
-    if not (isinstance(before, dict) and isinstance(after, dict)):
-        return [] if before == after else [prefix]
-    keys = sorted(set(before) | set(after))
-    return [k for key in keys for k in changed_keys(before.get(key), after.get(key), f"{prefix}{key}" if not prefix
-                                                    else f"{prefix}.{key}")]
+def dotted_keys(tree: dict, prefix: str = "") -> list[str]:
+    """The leaf keys of a nested dict, dotted (``{"data": {"source": x}}`` -> ``["data.source"]``)."""
+    return [k for key, value in tree.items()
+            for k in (dotted_keys(value, f"{prefix}{key}.") if isinstance(value, dict) and value else [f"{prefix}{key}"])]
+
+
+def value_at(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg.get(part) if isinstance(cfg, dict) else None
+    return cfg
 
 
 def load_run(path: str | Path, overrides: dict | list[str] | None = None):
     """Returns (config, dataset, model in eval mode). ``overrides``: {"data": {"source": ...}} or ["data.source=..."]
     (e.g. data moved since training): type-checked like a training config, and refused when the data they
-    give is not the split the run was trained on (checked against the checkpoint's fingerprint)."""
+    give are not the interactions and features the run was trained on (the checkpoint's fingerprint)."""
     cfg, dataset, model, _ = open_checkpoint(path, overrides)
     return cfg, dataset, model
 
@@ -70,25 +73,22 @@ def open_checkpoint(path: str | Path, overrides: dict | list[str] | None = None)
     stored = ckpt.get("gnnrec_config")
     if stored is None:
         raise GnnrecError(f"{ckpt_path} was not written by gnnrec train (no gnnrec_config inside)")
+    updates = [parse_override(text) for text in overrides] if isinstance(overrides, list) else [overrides or {}]
     cfg = copy.deepcopy(stored)
-    if isinstance(overrides, list):
-        for text in overrides:
-            cfg = merge(cfg, parse_override(text))
-    else:
-        for section, values in (overrides or {}).items():
-            cfg[section] = {**cfg[section], **values}
-    changed = changed_keys(stored, cfg)
+    for update in updates:
+        cfg = merge(cfg, update)
+    changed = sorted({k for update in updates for k in dotted_keys(update)
+                      if value_at(stored, k) != value_at(cfg, k)})
     if changed:
-        cfg = validate(cfg)
-        changed = changed_keys(stored, cfg)
+        cfg = validate(cfg)  # typed like a training config; a key the overrides did not name is not a change
     dataset = dataset_from_config(cfg)
     model = model_from_config(cfg, dataset)
-    fingerprint = ckpt.get("gnnrec_split")
-    if fingerprint is not None and fingerprint != model.split_fingerprint:
-        raise GnnrecError(f"{ckpt_path}: these settings give other training, validation or test interactions than "
-                          f"the run was trained on (changed: {', '.join(changed) or 'nothing; the data files differ'})"
-                          "; a trained run can only be evaluated on its own split (data.source may point to a "
-                          "moved copy of the same data)")
+    fingerprint = ckpt.get("gnnrec_data")
+    if fingerprint is not None and fingerprint != model.data_fingerprint:
+        raise GnnrecError(f"{ckpt_path}: these settings give other interactions (train, validation or test) or item "
+                          f"features than the run was trained on (changed: "
+                          f"{', '.join(changed) or 'nothing; the data files differ'}); a trained run can only be "
+                          "evaluated on its own data (data.source may point to a moved copy of the same data)")
     try:
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError) as exc:

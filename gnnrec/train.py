@@ -245,7 +245,8 @@ class RandomStateCheckpoint(L.Callback):
         name, keys, pos, has_gauss, gauss = np.random.get_state()
         checkpoint["gnnrec_rng_states"] = {  # tensors and plain types only: loads with torch's weights_only
             "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            # this process's own device only: another machine may have fewer GPUs, and DDP ranks own one each
+            "cuda": torch.cuda.get_rng_state(pl_module.device) if pl_module.device.type == "cuda" else None,
             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
             "python": random.getstate(),
         }
@@ -255,8 +256,8 @@ class RandomStateCheckpoint(L.Callback):
         if trainer.state.fn != "fit" or states is None:
             return
         torch.set_rng_state(states["torch"])
-        if states["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(states["cuda"])
+        if isinstance(states.get("cuda"), torch.Tensor) and pl_module.device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda"], pl_module.device)
         name, keys, pos, has_gauss, gauss = states["numpy"]
         np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         version, internal, python_gauss = states["python"]
@@ -391,7 +392,7 @@ def evaluate_only(cfg: dict, run_dir: Path, dataset, model) -> RunResult:
             write_run_results(run_dir, dataset, ev, collected, model=cfg["model"]["name"], seed=cfg["seed"])
     ckpt = run_dir / "checkpoints" / "best.ckpt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "gnnrec_config": cfg, "gnnrec_split": model.split_fingerprint,
+    torch.save({"state_dict": model.state_dict(), "gnnrec_config": cfg, "gnnrec_data": model.data_fingerprint,
                 "epoch": 0}, ckpt)
     dump_config(cfg, run_dir / "config.yaml")
     metrics = run_metrics(cfg, dataset, results["valid"], results["test"], 0, 0, 0.0, str(ckpt))

@@ -127,10 +127,12 @@ def test_a_reopened_run_refuses_settings_that_change_its_split_and_type_checks_o
     _, result = trained
     run_dir = result.run_dir
     before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*_per_user.npz")}
-    for override in ("data.synthetic.seed=2", "data.synthetic.mean_interactions=14"):  # the synthetic split's own
+    for override in ("data.synthetic.seed=2", "data.synthetic.mean_interactions=14",  # the synthetic split's own
+                     "data.feature_norm=l2"):  # same interactions, other features
         assert main(["evaluate", str(run_dir), override]) == 2
         err = capsys.readouterr().err
-        assert "other training, validation or test interactions" in err and override.split("=")[0] in err, err
+        assert "other interactions (train, validation or test) or item features" in err, err
+        assert f"changed: {override.split('=')[0]})" in err, err
     assert main(["evaluate", str(run_dir), "eval.ks=10"]) == 2  # typed like a training config: no TypeError
     assert "eval.ks" in capsys.readouterr().err
     # settings that do not change the split are fine, but results under them stay out of the run folder
@@ -138,6 +140,21 @@ def test_a_reopened_run_refuses_settings_that_change_its_split_and_type_checks_o
     assert set(run.changed) == {"eval.batch_size", "train.batch_size"}
     assert run.evaluate(["test"]).per_user["test"].path is None
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*_per_user.npz")} == before
+
+
+def test_a_run_from_before_a_config_key_existed_reopens_with_overrides_that_only_change_what_they_name(trained,
+                                                                                                      tmp_path):
+    import torch
+
+    _, result = trained
+    ckpt = torch.load(result.run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    del ckpt["gnnrec_config"]["data"]["feature_fill"]  # as a run written before the key existed
+    (tmp_path / "old" / "checkpoints").mkdir(parents=True)
+    torch.save(ckpt, tmp_path / "old" / "checkpoints" / "best.ckpt")
+    run = Run.open(tmp_path / "old", ["eval.batch_size=7"])
+    assert run.changed == ("eval.batch_size",)  # the missing key is not an override's change
+    assert run.evaluate(["test"]).metrics["test"]["recall@20"] == pytest.approx(
+        json.loads((result.run_dir / "metrics.json").read_text())["test"]["recall@20"], rel=1e-6)
 
 
 def test_load_per_user_names_the_file_when_missing_damaged_or_foreign(trained, tmp_path):

@@ -6,6 +6,8 @@ import ast
 import gzip
 import json
 import logging
+import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,14 +48,16 @@ def parse_record(text: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError:
-        return ast.literal_eval(text)
+        with warnings.catch_warnings():  # a garbled line is a counted bad line, not a SyntaxWarning on the console
+            warnings.simplefilter("ignore", SyntaxWarning)
+            return ast.literal_eval(text)
 
 
 def read_records(path: Path, required: tuple[str, ...], pick, strict: bool = False) -> tuple[list, LineReport]:
     """``pick(record)`` for each JSON object that has every ``required`` key, and the line report.
 
     ``pick`` keeps only what is needed, so a multi-GB review file never sits in memory as dicts."""
-    report, out = LineReport(str(path)), []
+    report, out, number = LineReport(str(path)), [], 0
     with open_lines(path) as fh:
         try:
             for number, raw in enumerate(fh, start=1):
@@ -70,9 +74,9 @@ def read_records(path: Path, required: tuple[str, ...], pick, strict: bool = Fal
                     report.reject(number, f"missing field {exc}", strict)
                 except (TypeError, ValueError) as exc:
                     report.reject(number, f"bad value ({exc})", strict)
-        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a cut-off .gz ends in EOFError
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; a cut .gz ends in EOFError
             raise DataError(f"not a readable {'gzip' if Path(path).suffix == '.gz' else 'text'} file after line "
-                            f"{report.lines} ({type(exc).__name__}: {exc})", path=path) from None
+                            f"{number} ({type(exc).__name__}: {exc})", path=path) from None
     report.log()
     return out, report
 
