@@ -64,6 +64,20 @@ def test_mmrec_modalities_keep_only_the_named_ones(tmp_path):
     assert load_dataset(folder, modalities=[]).features == {}
 
 
+def test_feature_files_of_unselected_modalities_are_not_read(tmp_path):
+    folder = mmrec_folder(tmp_path / "mm")
+    np.save(folder / "audio_feat.npy", np.ones((2, 3), dtype=np.float32))  # wrong row count: unreadable data
+    store = tmp_path / "store"
+    store.mkdir()
+    np.save(store / "video.npy", np.full((2, 2), np.nan, dtype=np.float32))
+    data = load_dataset(folder, modalities=["image", "text"], feature_dirs=[str(store)])
+    assert sorted(data.features) == ["image", "text"]
+    with pytest.raises(DataError, match="audio_feat.npy"):
+        load_dataset(folder)
+    with pytest.raises(DataError, match="video.npy"):
+        load_dataset(folder, modalities=["image", "video"], feature_dirs=[str(store)])
+
+
 # ---- quoted CSV -----------------------------------------------------------------------------------
 def test_quoted_csv_as_r_and_pandas_write_it(tmp_path):
     write(tmp_path / "r.csv", '"user","item","note"\n"u1","i1","a"\n"Smith, u0","i1","said ""hi"""\n'

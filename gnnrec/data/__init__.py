@@ -10,7 +10,7 @@ from gnnrec.data.augmented import read_edges
 from gnnrec.data.cold import ColdItems, split_cold_items
 from gnnrec.data.dataset import RecDataset, interactions_to_csr
 from gnnrec.data.readers import READERS, detect_format
-from gnnrec.data.readers.features import load_features
+from gnnrec.data.readers.features import feature_files, load_features
 from gnnrec.data.readers.generic import DEFAULT_COLUMNS
 from gnnrec.data.scaling import FEATURE_NORMS, fill_zero_rows, standardize_all
 from gnnrec.data.split import VALID_CARVINGS, Interactions, carve_valid
@@ -80,10 +80,14 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
         if name is not None and fmt not in ("mmrec", "recbole"):
             raise ConfigError(f"data.name picks a .inter file (mmrec, recbole); this dataset is read as '{fmt}'")
         reader = READERS[fmt]
-        if fmt in ("mmrec", "recbole"):
+        if fmt == "mmrec":
+            data = reader(Path(source), modalities, name=name)  # feature files of other modalities are not read
+        elif fmt == "recbole":
             data = reader(Path(source), name=name)
         elif fmt == "table":
             data = reader(Path(source), **table_opts)
+        elif fmt in ("pickle", "lattice"):
+            data = reader(Path(source), modalities)
         else:
             data = reader(Path(source))
     if isinstance(data, Interactions):
@@ -96,10 +100,13 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
     for folder in feature_dirs or []:  # encoded modalities from a feature store; validate() checks row counts
         if not Path(folder).is_dir():
             raise DataError("feature folder not found (data.feature_dirs)", path=folder)
-        data.features.update(load_features(Path(folder)))
+        data.features.update(load_features(Path(folder), modalities))
         if (Path(folder) / "users").is_dir():
             data.user_features.update(load_features(Path(folder) / "users"))
-    data.features = select_modalities(data.features, modalities, drop_modalities, data.name)
+    listed = set(data.features)  # the modalities there are, read or not (unselected files are not read)
+    for folder in [*([] if str(source) == "synthetic" else [Path(source)]), *map(Path, feature_dirs or [])]:
+        listed |= set(feature_files(folder if folder.is_dir() else folder.parent))
+    data.features = select_modalities(data.features, modalities, drop_modalities, data.name, listed)
     if data.valid.nnz == 0 and valid_ratio > 0:
         carved = carve_valid(data.train, valid_ratio, seed, valid_carving, valid_min_history, valid_keep_items,
                              test=data.test)
@@ -141,18 +148,20 @@ def load_dataset(source: str = "synthetic", format: str = "auto", split: dict | 
 
 
 def select_modalities(features: dict[str, np.ndarray], keep: list[str] | None, drop: list[str] | None,
-                      dataset: str) -> dict[str, np.ndarray]:
+                      dataset: str, listed: set[str] | None = None) -> dict[str, np.ndarray]:
     """The item modalities ``data.modalities`` keeps (None: all; []: none) less ``data.drop_modalities``.
 
-    Applied once every source's features (reader, feature folders) are read, so both settings mean the same
-    for every format; a name no loaded modality has is an error, never silently nothing."""
+    Applied once every source (reader, feature folders) is read, so both settings mean the same for every
+    format; ``listed``: every modality the sources have, including files not read because ``keep`` leaves them
+    out. A name no source has is an error, never silently nothing."""
+    available = set(features) | set(listed or ())
     for key, names in (("data.modalities", keep), ("data.drop_modalities", drop)):
-        unknown = sorted(set(names or ()) - set(features))
+        unknown = sorted(set(names or ()) - available)
         if unknown:
             raise ConfigError(f"{key} names {unknown}, not among the item modalities of {dataset}: "
-                              f"{sorted(features)}")
+                              f"{sorted(available)}")
     selected = {k: v for k, v in features.items() if (keep is None or k in keep) and k not in (drop or ())}
-    if keep is not None and len(selected) < len(features):
+    if keep is not None and len(selected) < len(available):
         log.info("%s: item modalities %s (data.modalities=%s%s)", dataset, sorted(selected) or "none", list(keep),
                  f", data.drop_modalities={list(drop)}" if drop else "")
     return selected

@@ -30,6 +30,12 @@ def interactions_to_csr(users, items, shape) -> sp.csr_matrix:
     return mat
 
 
+def nonfinite_rows(x: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Indices of the rows of ``x`` with a NaN or inf, checked in row blocks (no full-size mask)."""
+    return np.concatenate([start + np.flatnonzero(~np.isfinite(x[start : start + block]).all(axis=1))
+                           for start in range(0, len(x), block)] or [np.zeros(0, np.int64)])
+
+
 @dataclass
 class RecDataset:
     """A recommendation dataset with a fixed split.
@@ -91,9 +97,8 @@ class RecDataset:
             if feat.ndim != 2 or feat.shape[0] != n:
                 raise DataError(f"{kind} feature '{name}' has shape {feat.shape}, expected ({n}, dim): "
                                 f"one row per {kind} id", path=where, field=name)
-            bad = ~np.isfinite(feat).all(axis=1)
-            if bad.any():
-                rows = np.flatnonzero(bad)
+            rows = nonfinite_rows(feat)
+            if len(rows):
                 raise DataError(f"feature '{name}' has NaN or inf in {len(rows)} rows (first: item {rows[0]})",
                                 path=where, field=name)
         for table, n in ((self.item_info, self.n_items), (self.user_info, self.n_users)):

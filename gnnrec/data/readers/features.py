@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gnnrec.data.dataset import nonfinite_rows
 from gnnrec.errors import DataError
 
 
@@ -35,9 +36,8 @@ def load_feature(path: Path) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.number):
         raise DataError(f"feature matrix has non-numeric dtype {arr.dtype}", path=path)
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
+    rows = nonfinite_rows(arr)
+    if len(rows):
         raise DataError(f"feature matrix has NaN or inf in {len(rows)} rows (first: row {rows[0]})", path=path)
     return arr
 
@@ -50,12 +50,16 @@ def feature_path(folder: Path, name: str) -> Path:
     return Path(folder) / f"{name}_feat.npy"
 
 
-def load_features(folder: Path, names: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Every ``*.npy`` in ``folder`` (or only the named modalities) keyed by modality name."""
-    files = {modality_name(p): p for p in sorted(Path(folder).glob("*.npy"))}
-    if names is not None:
-        missing = [n for n in names if n not in files]
-        if missing:
-            raise DataError(f"no feature file for modalities {missing}; found {sorted(files)}", path=folder)
-        files = {n: files[n] for n in names}
+def feature_files(folder: Path) -> dict[str, Path]:
+    """The folder's feature files by modality name (``*.npy``), without reading them."""
+    return {modality_name(p): p for p in sorted(Path(folder).glob("*.npy"))}
+
+
+def load_features(folder: Path, only: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Every ``*.npy`` in ``folder`` keyed by modality name; with ``only``, just those of the named modalities
+    that the folder has (the others are not read at all: a large unselected table costs nothing; whether a
+    named modality exists anywhere is the caller's check, ``gnnrec.data.select_modalities``)."""
+    files = feature_files(folder)
+    if only is not None:
+        files = {n: p for n, p in files.items() if n in only}
     return {name: load_feature(path) for name, path in files.items()}

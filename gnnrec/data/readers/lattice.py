@@ -31,10 +31,10 @@ def read_user_lists(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(users, lengths), items
 
 
-def read_lattice(folder: Path) -> RecDataset:
+def read_lattice(folder: Path, modalities: list[str] | None = None) -> RecDataset:
     folder = Path(folder)
     pairs = [read_user_lists(folder / f"{n}.json") for n in ("train", "val", "test")]
-    features = load_features(folder)
+    features = load_features(folder, modalities)
     n_users = max(int(u.max(initial=-1)) for u, _ in pairs) + 1
     n_items = max([int(i.max(initial=-1)) + 1 for _, i in pairs] + [f.shape[0] for f in features.values()])
     mats = [interactions_to_csr(u, i, (n_users, n_items)) for u, i in pairs]

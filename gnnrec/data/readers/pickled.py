@@ -43,7 +43,7 @@ def load_matrix(path: Path) -> sp.coo_matrix:
     return coo
 
 
-def read_pickled(folder: Path) -> RecDataset:
+def read_pickled(folder: Path, modalities: list[str] | None = None) -> RecDataset:
     folder = Path(folder)
     paths = {s: find_pickle(folder, s) for s in NAMES}
     if paths["train"] is None:
@@ -56,4 +56,4 @@ def read_pickled(folder: Path) -> RecDataset:
         keep = m.data != 0 if m is not None else None
         splits.append(interactions_to_csr(m.row[keep], m.col[keep], shape) if m is not None
                       else sp.csr_matrix(shape, dtype=np.float32))
-    return RecDataset(folder.name, *splits, features=load_features(folder), source=str(folder))
+    return RecDataset(folder.name, *splits, features=load_features(folder, modalities), source=str(folder))

@@ -45,7 +45,9 @@ def split_quoted(text: str, sep: str, path: Path) -> list[list[str]]:
         if "unexpected end of data" in str(exc):
             raise DataError("unclosed quote: the field starting with \" here has no closing quote (it would run "
                             "to the end of the file)", path=path, line=start) from None
-        raise DataError(f"malformed quoted field ({exc})", path=path, line=start) from None
+        raise DataError(f"malformed quoted field ({exc}): a field that starts with a quote must end with one, "
+                        "and a quote inside it is written twice (\"\"); quote the whole field",
+                        path=path, line=start) from None
 
 
 def record_line(text: str, sep: str, index: int | None = None) -> int:
