@@ -229,7 +229,8 @@ def write_table() -> None:
             "Against gnnrec's own LightGCN (strict, mean over seeds):", "", *notes, "",
             *diagnostics_table(),
             "Measured reasons where a model falls short are in [docs/models.md](../docs/models.md). FREEDOM's",
-            "pruning-share search: [freedom_search.md](freedom_search.md).", ""]
+            "pruning-share search: [freedom_search.md](freedom_search.md). LGMRec with its modality parts removed:",
+            "[lgmrec_parts.md](lgmrec_parts.md).", ""]
     (ROOT / "benchmarks" / "multimodal.md").write_text("\n".join(text))
 
 
