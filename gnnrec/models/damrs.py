@@ -232,18 +232,19 @@ class DAMRS(Recommender):
         cosines = [z[items] @ z.T for z in zs]  # one product per view, for the positives and for the loss
         with torch.no_grad():
             probs = [torch.softmax(c, dim=1) for c in cosines]
-            total = torch.stack(probs).sum(0)
+            total = sum(probs)  # (batch x items) adds, no stacked copy of every view
         k, t = self.hparams.num_positives, self.hparams.temperature
         loss = 0
         for prob in probs:
             cosine = cosines.pop(0)  # freed once its exp is taken: peak memory as with one product per use
             with torch.no_grad():
                 first = torch.topk(total + prob, k, dim=1).indices  # agreed on by all views, own view counted twice
-                second = torch.topk(prob.scatter(1, first, -1.0), k, dim=1).indices  # own view only
+                second = torch.topk(prob.scatter_(1, first, -1.0), k, dim=1).indices  # own view only (prob is done)
             sim = torch.exp(cosine / t)
             del cosine
             all_ = sim.sum(1)
-            s1, s2 = sim.gather(1, first).sum(1), sim.gather(1, second).sum(1)
+            graded = sim.gather(1, torch.cat([first, second], 1))  # one gather: one zero-filled gradient in backward
+            s1, s2 = graded[:, :k].sum(1), graded[:, k:].sum(1)
             loss = loss - torch.log(s1 / all_ + 1e-9) - torch.log(s2 / (all_ - s1) + 1e-9)
         return (loss / len(zs)).mean()
 
