@@ -128,3 +128,10 @@ def test_a_cutoff_as_long_as_the_catalogue_is_warned_about(caplog):
         assert not caplog.records
         FullRankingEvaluator(data, "valid", "strict", [5, 30])
     assert "eval.ks has 30, at least the 30 items" in caplog.text
+
+
+def test_ndcg_ideal_list_is_min_k_relevant_long_even_when_fewer_items_were_ranked():
+    hits = torch.tensor([[1.0, 0.0]])  # only two items could be ranked; five are relevant
+    got = ranking_metrics(hits, torch.tensor([5]), [5])["ndcg@5"].item()
+    ideal = sum(1 / math.log2(r + 1) for r in range(1, 6))
+    assert got == pytest.approx(1.0 / ideal)

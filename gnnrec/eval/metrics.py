@@ -20,7 +20,8 @@ def ranking_metrics(hits: torch.Tensor, n_relevant: torch.Tensor, ks) -> dict[st
     discount = 1.0 / torch.log2(ranks + 1)
     cum_hits = hits.cumsum(1)
     dcg = (hits * discount).cumsum(1)
-    ideal = discount.cumsum(0)
+    longest = max(width, *ks)  # the ideal list is min(k, |relevant|) long even when fewer items were ranked
+    ideal = (1.0 / torch.log2(torch.arange(2, longest + 2, dtype=torch.float64, device=hits.device))).cumsum(0)
     prec_at_hit = (cum_hits / ranks * hits).cumsum(1)
     n_rel = n_relevant.to(torch.float64)
     out = {}
@@ -31,6 +32,6 @@ def ranking_metrics(hits: torch.Tensor, n_relevant: torch.Tensor, ks) -> dict[st
         out[f"recall@{k}"] = n_hit / n_rel
         out[f"precision@{k}"] = n_hit / k
         out[f"hit@{k}"] = (n_hit > 0).to(torch.float64)
-        out[f"ndcg@{k}"] = dcg[:, c] / ideal[(denom.long() - 1).clamp(max=width - 1)]
+        out[f"ndcg@{k}"] = dcg[:, c] / ideal[(denom.long() - 1).clamp(min=0)]
         out[f"map@{k}"] = prec_at_hit[:, c] / denom
     return out
