@@ -84,7 +84,7 @@ def open_checkpoint(path: str | Path, overrides: dict | list[str] | None = None)
     dataset = dataset_from_config(cfg)
     model = model_from_config(cfg, dataset)
     fingerprint = ckpt.get("gnnrec_data")
-    if fingerprint is not None and fingerprint != model.data_fingerprint:
+    if fingerprint is not None and fingerprint != dataset.fingerprint():
         raise GnnrecError(f"{ckpt_path}: these settings give other interactions (train, validation or test) or item "
                           f"features than the run was trained on (changed: "
                           f"{', '.join(changed) or 'nothing; the data files differ'}); a trained run can only be "

@@ -346,7 +346,7 @@ def fit_and_test(cfg: dict, run_dir: Path) -> RunResult:
     )
     if trainer.is_global_zero:
         dump_config(cfg, run_dir / "config.yaml")
-    model.gnnrec_config = cfg
+    model.gnnrec_config, model.data_fingerprint = cfg, dataset.fingerprint()
     last = run_dir / "checkpoints" / "last.ckpt"
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=tcfg["resume"])
@@ -392,7 +392,7 @@ def evaluate_only(cfg: dict, run_dir: Path, dataset, model) -> RunResult:
             write_run_results(run_dir, dataset, ev, collected, model=cfg["model"]["name"], seed=cfg["seed"])
     ckpt = run_dir / "checkpoints" / "best.ckpt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "gnnrec_config": cfg, "gnnrec_data": model.data_fingerprint,
+    torch.save({"state_dict": model.state_dict(), "gnnrec_config": cfg, "gnnrec_data": dataset.fingerprint(),
                 "epoch": 0}, ckpt)
     dump_config(cfg, run_dir / "config.yaml")
     metrics = run_metrics(cfg, dataset, results["valid"], results["test"], 0, 0, 0.0, str(ckpt))

@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from gnnrec.errors import DataError
+from gnnrec.hashing import csr_structure_sha256, sha256_hex
 
 if TYPE_CHECKING:
     from gnnrec.data.cold import ColdItems
@@ -82,6 +83,14 @@ class RecDataset:
         if name not in SPLITS:
             raise ValueError(f"unknown split '{name}', expected one of {SPLITS}")
         return getattr(self, name)
+
+    def fingerprint(self) -> str:
+        """sha256 of the split's interactions (structure of train, valid, test) and of every feature table:
+        stored in a run's checkpoints, so that a reopened run (gnnrec.runs.load_run) refuses other data."""
+        tables = [(f"{kind}/{name}", x) for kind, feats in (("item", self.features), ("user", self.user_features))
+                  for name, x in sorted(feats.items())]
+        return sha256_hex([csr_structure_sha256(self.train, self.valid, self.test),
+                           *(part for name, x in tables for part in (f"{name}:{x.dtype}:{x.shape}", np.asarray(x)))])
 
     def validate(self, drop_cold: bool = True) -> "RecDataset":
         """Check shapes and features; report, and by default drop, held-out pairs of cold users/items."""

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
-from gnnrec.hashing import csr_structure_sha256, sha256_hex
 from gnnrec.models.rows import rows
 from gnnrec.models.sparse_adam import RowSparseAdam
 
@@ -31,14 +29,6 @@ def adam(params, **kwargs) -> torch.optim.Adam:
         return torch.optim.Adam(params, **kwargs)
 
 
-def data_fingerprint(dataset: RecDataset) -> str:
-    """sha256 of the split's interactions (structure of train, valid, test) and of every feature table."""
-    tables = [(f"{kind}/{name}", x) for kind, feats in (("item", dataset.features), ("user", dataset.user_features))
-              for name, x in sorted(feats.items())]
-    return sha256_hex([csr_structure_sha256(dataset.train, dataset.valid, dataset.test),
-                       *(part for name, x in tables for part in (f"{name}:{x.dtype}:{x.shape}", np.asarray(x)))])
-
-
 class Recommender(L.LightningModule):
     """Subclasses implement ``forward() -> (user_embeddings, item_embeddings)`` over all users and items and
     usually ``init_id_embeddings`` (whose ``layer0`` the regulariser penalises); scores are dot products.
@@ -56,9 +46,6 @@ class Recommender(L.LightningModule):
             raise ConfigError(f"model.reg_norm must be one of {REG_NORMS}, got '{reg_norm}'")
         self.save_hyperparameters(ignore=["dataset"])
         self.n_users, self.n_items = dataset.n_users, dataset.n_items
-        # the interactions and features the model is trained and evaluated on: stored in checkpoints, so that a
-        # reopened run (gnnrec.runs.load_run) refuses settings that rebuild other data
-        self.data_fingerprint = data_fingerprint(dataset)
         self._sums: torch.Tensor | None = None
         self._scorer = None
 
@@ -115,7 +102,8 @@ class Recommender(L.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         if getattr(self, "gnnrec_config", None) is not None:  # lets `gnnrec evaluate` rebuild data and model
             checkpoint["gnnrec_config"] = self.gnnrec_config
-        checkpoint["gnnrec_data"] = self.data_fingerprint
+        if getattr(self, "data_fingerprint", None) is not None:  # set by training: RecDataset.fingerprint()
+            checkpoint["gnnrec_data"] = self.data_fingerprint
 
     def configure_optimizers(self):
         # tables looked up with nn.Embedding(sparse=True) (trainable feature tables) get row-sparse updates
