@@ -49,6 +49,17 @@ def merge(base: dict, update: dict, path: str = "") -> dict:
     return out
 
 
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    """A nested config as {dotted key: leaf value} (``{"data": {"source": x}}`` -> ``{"data.source": x}``)."""
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def parse_override(text: str) -> dict:
     """``train.max_epochs=5`` -> {"train": {"max_epochs": 5}}; the value is parsed as YAML."""
     key, sep, raw = text.partition("=")

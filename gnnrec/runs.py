@@ -12,7 +12,7 @@ import numpy as np
 
 import torch
 
-from gnnrec.config import merge, parse_override, validate
+from gnnrec.config import flatten, merge, parse_override, validate
 from gnnrec.errors import GnnrecError
 from gnnrec.recommend import known_items, original_ids, to_internal, top_k
 from gnnrec.train import dataset_from_config, model_from_config
@@ -46,12 +46,6 @@ def read_checkpoint(path: Path) -> dict:
 RELOCATION_KEYS = ("data.source", "data.feature_dirs")  # may point at moved copies (the fingerprint checks the content)
 
 
-def dotted_keys(tree: dict, prefix: str = "") -> list[str]:
-    """The leaf keys of a nested dict, dotted (``{"data": {"source": x}}`` -> ``["data.source"]``)."""
-    return [k for key, value in tree.items()
-            for k in (dotted_keys(value, f"{prefix}{key}.") if isinstance(value, dict) and value else [f"{prefix}{key}"])]
-
-
 def value_at(cfg: dict, dotted: str):
     for part in dotted.split("."):
         cfg = cfg.get(part) if isinstance(cfg, dict) else None
@@ -77,18 +71,18 @@ def open_checkpoint(path: str | Path, overrides: dict | list[str] | None = None)
     cfg = copy.deepcopy(stored)
     for update in updates:
         cfg = merge(cfg, update)
-    changed = sorted({k for update in updates for k in dotted_keys(update)
+    changed = sorted({k for update in updates for k in flatten(update)
                       if value_at(stored, k) != value_at(cfg, k)})
     if changed:
         cfg = validate(cfg)  # typed like a training config; a key the overrides did not name is not a change
     dataset = dataset_from_config(cfg)
-    model = model_from_config(cfg, dataset)
     fingerprint = ckpt.get("gnnrec_data")
     if fingerprint is not None and fingerprint != dataset.fingerprint():
         raise GnnrecError(f"{ckpt_path}: these settings give other interactions (train, validation or test) or item "
                           f"features than the run was trained on (changed: "
                           f"{', '.join(changed) or 'nothing; the data files differ'}); a trained run can only be "
                           "evaluated on its own data (data.source may point to a moved copy of the same data)")
+    model = model_from_config(cfg, dataset)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError) as exc:

@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from gnnrec.analysis.stats import format_p, holm, mean_ci, paired_tests
+from gnnrec.config import flatten
 from gnnrec.errors import GnnrecError
 from gnnrec.eval.groups import group_table
 from gnnrec.eval.per_user import PerUserResults, load_per_user
@@ -118,16 +119,6 @@ def with_model_defaults(model: dict, optim: dict) -> dict:
         return model
     defaults = {k: v for k, v in params.items() if v is not inspect.Parameter.empty and k not in optim}
     return {**defaults, **model}
-
-
-def flatten(cfg: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in cfg.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def group_settings(runs: list[RunRecord]) -> list[Setting]:
