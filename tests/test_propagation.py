@@ -7,8 +7,23 @@ from gnnrec.errors import ConfigError
 from gnnrec.graphs import normalized_bipartite
 from gnnrec.graphs import native
 from gnnrec.graphs.spmm import FixedSparse, propagate, propagation, set_propagation, spmm
-from gnnrec.models import BM3, FREEDOM
+from gnnrec.models import BM3, FREEDOM, sparse_adam
+from gnnrec.models.modalities import ModalityProjections
 from gnnrec.models.sparse_adam import RowSparseAdam
+from gnnrec.native import compiler, kernel_status
+
+needs_cc = pytest.mark.skipif(compiler() is None, reason="no C compiler: the C kernels cannot be built")
+
+
+@pytest.fixture(params=["native", "torch"])
+def row_adam_path(request, monkeypatch):
+    """Run a test with the row-sparse Adam's C kernel, then with its torch fallback."""
+    if request.param == "native":
+        if compiler() is None:
+            pytest.skip("no C compiler: the row Adam kernel cannot be built")
+        return lambda: kernel_status(sparse_adam.ROW_ADAM, "gnnrec_row_adam").startswith("C kernel")
+    monkeypatch.setattr(sparse_adam, "_row_adam_native", lambda *args: False)
+    return lambda: True
 
 
 def _run(op, blocks, layers, mean, weights):
@@ -75,14 +90,32 @@ def _adam_steps(opt_factory, rows_per_step, n=12, dim=5, steps=4):
     return table.weight.detach()
 
 
-def test_row_sparse_adam_equals_adam_when_every_row_is_touched():
+def test_row_sparse_adam_equals_adam_when_every_row_is_touched(row_adam_path):
     every = [torch.arange(12)] * 4
     lazy = _adam_steps(lambda t: RowSparseAdam([t.weight], [t.weight], lr=0.1), every)
     dense = _adam_steps(lambda t: torch.optim.Adam([t.weight], lr=0.1), every)
     torch.testing.assert_close(lazy, dense, rtol=1e-5, atol=1e-6)
+    assert row_adam_path()
 
 
-def test_row_sparse_adam_moves_only_touched_rows():
+@pytest.mark.parametrize("betas", [(0.9, 0.999), (0.5, 0.9)])
+def test_row_sparse_adam_on_a_wide_table_equals_adam_on_its_touched_rows(row_adam_path, betas):
+    """A table large enough that the kernel splits rows between threads; rows touched in every step (so lazy
+    and dense Adam agree there), others never."""
+    touched = torch.arange(0, 300, 3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+            lazy = _adam_steps(lambda t: RowSparseAdam([t.weight], [t.weight], lr=0.05, betas=betas), [touched] * 3,
+                           n=300, dim=700)
+    finally:
+        torch.set_num_threads(threads)
+    dense = _adam_steps(lambda t: torch.optim.Adam([t.weight], lr=0.05, betas=betas), [touched] * 3, n=300, dim=700)
+    torch.testing.assert_close(lazy, dense, rtol=1e-5, atol=1e-6)
+    assert row_adam_path()
+
+
+def test_row_sparse_adam_moves_only_touched_rows(row_adam_path):
     torch.manual_seed(0)
     start = torch.nn.Embedding(12, 5).weight.detach().clone()
     batches = [torch.tensor([0, 3, 3]), torch.tensor([1, 3])] * 2
@@ -95,6 +128,35 @@ def test_row_sparse_adam_moves_only_touched_rows():
     # difference: dense Adam keeps moving them by momentum when a batch does not touch them)
     torch.testing.assert_close(lazy[3], dense[3], rtol=1e-5, atol=1e-6)
     assert not torch.allclose(lazy[0], dense[0])
+    assert row_adam_path()
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_projected_differences_equal_projecting_both_rows(sparse):
+    """W (x[first] - x[second]) and its gradients against proj(x[first]) - proj(x[second]) through
+    autograd, with repeated rows and a row on both sides."""
+    gen = torch.Generator().manual_seed(0)
+    feats = {"image": torch.randn(30, 40, generator=gen).numpy(), "text": torch.randn(30, 7, generator=gen).numpy()}
+    first, second = torch.tensor([0, 5, 5, 9, 2, 29]), torch.tensor([3, 5, 1, 0, 28, 9])
+    weights = torch.randn(6, 16, generator=gen)
+    grads = []
+    for fast in (True, False):
+        torch.manual_seed(0)
+        mods = ModalityProjections(feats, 16, trainable=True, sparse=sparse)
+        if fast:
+            out = mods.differences(first, second)
+        else:
+            out = {n: mods.proj[n](mods.tables[n](first)) - mods.proj[n](mods.tables[n](second)) for n in mods.names}
+        sum(((o * weights) ** 2).sum() for o in out.values()).backward()
+        grads.append(({n: o.detach() for n, o in out.items()},
+                      {n: p.grad.to_dense() if p.grad.is_sparse else p.grad for n, p in mods.named_parameters()
+                       if not n.endswith("bias")}))
+        if fast:
+            assert all(mods.tables[n].weight.grad.is_sparse == sparse for n in mods.names)
+    for (got, expected) in zip(*grads):
+        assert got.keys() == expected.keys()
+        for name in got:
+            torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-5, msg=name)
 
 
 def test_row_sparse_adam_refuses_weight_decay():
@@ -170,8 +232,6 @@ def test_bm3_batch_row_projection_equals_projecting_every_item(small_synthetic):
     for name, p in model.named_parameters():
         torch.testing.assert_close(got[name], p.grad, rtol=1e-5, atol=1e-6, msg=name)
 
-
-needs_cc = pytest.mark.skipif(native.compiler() is None, reason="no C compiler: the C kernel cannot be built")
 
 
 def _random_csr(rows, cols, density, index_dtype, seed):

@@ -1,6 +1,6 @@
 /* CSR x dense product fused with Horner's "+ base":  out = alpha A x + beta * base  (float32, row-major).
  *
- * Built by gnnrec/graphs/native.py with the system C compiler (-O3 -march=native -fopenmp) and loaded with
+ * Built by gnnrec/native.py with the system C compiler (-O3 -march=native -fopenmp) and loaded with
  * ctypes. It links against libgomp.so.1, which torch has already loaded, so it shares torch's OpenMP threads
  * (without OpenMP it runs on one thread).
  * Rows are split between threads by equal numbers of non-zeros. Each output row is accumulated in vector

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.graphs.adjacency import normalized_bipartite
@@ -18,6 +19,7 @@ from gnnrec.graphs.spmm import FixedSparse
 from gnnrec.models.base import Recommender
 from gnnrec.models.lightgcn import propagate_mean
 from gnnrec.models.modalities import ModalityProjections, frozen_item_graph, require_features
+from gnnrec.models.rows import rows
 
 
 class FREEDOM(Recommender):
@@ -58,8 +60,8 @@ class FREEDOM(Recommender):
         bpr = self.bpr_loss(users, pos, neg, user_emb, item_emb)
         if not self.hparams.reg_weight:  # the feature losses would add nothing, gradients included
             return bpr, {"bpr": bpr}
-        # only the batch's rows are projected: the same gradients as projecting every item, at batch cost
-        batch = torch.arange(len(pos), device=pos.device)
-        feats = self.modalities(torch.cat([pos, neg]))
-        feature_bpr = sum(self.bpr_loss(users, batch, batch + len(pos), user_emb, f) for f in feats.values())
+        # BPR needs only proj(x_pos) - proj(x_neg): the batch's rows, not every item's (same gradients)
+        (u,) = rows(user_emb, users)
+        diffs = self.modalities.differences(pos, neg)
+        feature_bpr = sum(-F.logsigmoid((u * d).sum(-1)).mean() for d in diffs.values())
         return bpr + self.hparams.reg_weight * feature_bpr, {"bpr": bpr, "feature_bpr": feature_bpr}

@@ -60,6 +60,45 @@ class ModalityProjections(nn.Module):
         rows, where = torch.unique(items, return_inverse=True)
         return {n: self.proj[n](self.tables[n](rows))[where] for n in self.names}
 
+    def differences(self, first: torch.Tensor, second: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``proj(x[first]) - proj(x[second])`` per modality, row by row: all a BPR term on projected features
+        needs, computed as ``W (x[first] - x[second])`` (the bias cancels; equal to float rounding)."""
+        return {n: _ProjectedDifference.apply(self.tables[n].weight, self.proj[n].weight, first, second,
+                                              self.tables[n].sparse) for n in self.names}
+
+
+class _ProjectedDifference(torch.autograd.Function):
+    """``W (x[first] - x[second])`` for a feature table x, as one autograd node.
+
+    Why: projecting the difference, not both rows, halves the forward GEMM, and the backward does one GEMM
+    per distinct row (their coefficients are summed first, a small scatter of dim-wide rows). The table's
+    gradient holds its distinct rows only: row-sparse (coalesced) when ``sparse``, as nn.Embedding(sparse=True)
+    gives, else dense. FREEDOM with reg_weight > 0 spends most of its batch here (benchmarks/perf.md)."""
+
+    @staticmethod
+    def forward(ctx, table, weight, first, second, sparse):
+        ids, where = torch.unique(torch.cat([first, second]), return_inverse=True)
+        a, b = where[: len(first)], where[len(first):]
+        x = table.index_select(0, ids)
+        diff = x.index_select(0, a).sub_(x.index_select(0, b))
+        ctx.save_for_backward(diff, weight, ids, a, b)
+        ctx.table_shape, ctx.sparse = table.shape, sparse
+        return diff @ weight.T
+
+    @staticmethod
+    def backward(ctx, grad):
+        diff, weight, ids, a, b = ctx.saved_tensors
+        grad_weight = grad.T @ diff if ctx.needs_input_grad[1] else None
+        grad_table = None
+        if ctx.needs_input_grad[0]:
+            coeff = grad.new_zeros(len(ids), grad.shape[1]).index_add_(0, a, grad).index_add_(0, b, grad, alpha=-1)
+            values = coeff @ weight
+            if ctx.sparse:
+                grad_table = torch.sparse_coo_tensor(ids[None], values, ctx.table_shape, is_coalesced=True)
+            else:
+                grad_table = values.new_zeros(ctx.table_shape).index_copy_(0, ids, values)
+        return grad_table, grad_weight, None, None, None
+
 
 def gate(dim: int) -> nn.Sequential:
     """sigmoid(W x + b): the behaviour-driven gate MGCN and SMORE put on modality vectors."""
