@@ -3,7 +3,7 @@
  * Built by gnnrec/native.py with the system C compiler (-O3 -march=native -fopenmp) and loaded with
  * ctypes. It links against libgomp.so.1, which torch has already loaded, so it shares torch's OpenMP threads
  * (without OpenMP it runs on one thread).
- * Rows are split between threads by equal numbers of non-zeros. Each output row is accumulated in vector
+ * Rows are split into pieces of equal numbers of non-zeros, taken by threads as they finish. Each output row is accumulated in vector
  * registers, up to 64 columns at a time (eight 8-float AVX registers), the input row of a later non-zero is
  * prefetched, and the row is written once: one pass over the matrix per 64 columns, no temporaries.
  * Without AVX2/FMA the same loops are left to the compiler's vectoriser.
@@ -112,21 +112,23 @@ static inline __attribute__((always_inline)) void rows_columns(const int wide, i
 #endif
 
 /* out (nrows x d) = alpha A x + beta * base, base may be NULL; x is (ncols x d); out must not alias x or base.
- * crow and col are int64 when wide is non-zero, else int32. */
+ * crow and col are int64 when wide is non-zero, else int32.
+ * Rows are cut into PIECES_PER_THREAD x nthreads pieces of equal non-zeros, handed out to threads as they finish
+ * (dynamic): a non-zero does not cost the same everywhere (in a user-item graph the item rows gather from the
+ * larger user table and miss the cache more), and one contiguous range per thread left one thread idle while
+ * the other finished the slower half (quarter Amazon-Elec graph: 4.3 ms against 3.3 ms for the halves run one
+ * after the other). */
+#define PIECES_PER_THREAD 16
 void gnnrec_csr_spmm_add(int wide, int64_t nrows, int64_t d, const void *crow, const void *col, const float *val,
                          const float *x, const float *base, float alpha, float beta, float *out, int nthreads) {
     const int64_t first = AT(crow, 0), nnz = AT(crow, nrows) - first;
     if (nthreads < 1) nthreads = 1;
     if (nnz < 4096 || nrows < 2 * nthreads) nthreads = 1;
-#pragma omp parallel num_threads(nthreads)
-    {
-#ifdef _OPENMP
-        const int t = omp_get_thread_num(), n = omp_get_num_threads();
-#else
-        const int t = 0, n = 1;
-#endif
-        const int64_t r0 = t == 0 ? 0 : row_at(crow, wide, nrows, first + nnz * t / n);
-        const int64_t r1 = t == n - 1 ? nrows : row_at(crow, wide, nrows, first + nnz * (t + 1) / n);
+    const int64_t pieces = nthreads == 1 ? 1 : (int64_t)nthreads * PIECES_PER_THREAD;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+    for (int64_t p = 0; p < pieces; ++p) {
+        const int64_t r0 = p == 0 ? 0 : row_at(crow, wide, nrows, first + nnz * p / pieces);
+        const int64_t r1 = p == pieces - 1 ? nrows : row_at(crow, wide, nrows, first + nnz * (p + 1) / pieces);
         for (int64_t c0 = 0; c0 < d; c0 += CHUNK) {
             const int64_t w = d - c0 < CHUNK ? d - c0 : CHUNK;
             if (wide) rows_columns(1, r0, r1, d, c0, w, crow, col, val, x, base, alpha, beta, out);
