@@ -106,7 +106,7 @@ def test_row_sparse_adam_on_a_wide_table_equals_adam_on_its_touched_rows(row_ada
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-            lazy = _adam_steps(lambda t: RowSparseAdam([t.weight], [t.weight], lr=0.05, betas=betas), [touched] * 3,
+        lazy = _adam_steps(lambda t: RowSparseAdam([t.weight], [t.weight], lr=0.05, betas=betas), [touched] * 3,
                            n=300, dim=700)
     finally:
         torch.set_num_threads(threads)
@@ -153,6 +153,7 @@ def test_projected_differences_equal_projecting_both_rows(sparse):
                        if not n.endswith("bias")}))
         if fast:
             assert all(mods.tables[n].weight.grad.is_sparse == sparse for n in mods.names)
+            assert all(torch.equal(mods.proj[n].bias.grad, torch.zeros(16)) for n in mods.names)
     for (got, expected) in zip(*grads):
         assert got.keys() == expected.keys()
         for name in got:
@@ -279,3 +280,23 @@ def test_products_the_c_kernel_does_not_take_fall_back_to_torch():
     batched = torch.stack([dense, dense]).float().to_sparse_csr()  # (2, 20, 20): not a matrix
     assert native.csr_spmm_add(batched, x.float()) is None
     torch.testing.assert_close(spmm(dense.to_sparse_csr(), x), dense @ x)
+
+
+def test_projected_differences_under_autocast():
+    """bf16 autocast (train.precision=bf16-mixed): the product runs in bf16, the backward still matches the
+    float32 gradients to bf16 precision."""
+    gen = torch.Generator().manual_seed(0)
+    feats = {"image": torch.randn(30, 40, generator=gen).numpy()}
+    first, second = torch.tensor([0, 5, 9, 2]), torch.tensor([3, 1, 0, 28])
+    grads = []
+    for autocast in (True, False):
+        torch.manual_seed(0)
+        mods = ModalityProjections(feats, 16, trainable=True, sparse=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = mods.differences(first, second)["image"]
+        assert out.dtype == (torch.bfloat16 if autocast else torch.float32)
+        out.float().pow(2).sum().backward()
+        grads.append([mods.tables["image"].weight.grad.to_dense(), mods.proj["image"].weight.grad])
+    for got, expected in zip(*grads):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, expected, rtol=0.05, atol=0.05)

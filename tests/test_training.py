@@ -11,6 +11,7 @@ from gnnrec.cli import main
 from gnnrec.config import load_config
 from gnnrec.eval import FullRankingEvaluator
 from gnnrec.errors import ConfigError
+from gnnrec.models import MODELS, build_model
 from gnnrec.train import dataset_from_config, model_from_config, train
 
 SMALL = ["data.synthetic.n_users=300", "data.synthetic.n_items=200", "data.synthetic.n_clusters=4",
@@ -98,6 +99,20 @@ def test_config_file_and_errors(tmp_path):
         load_config(None, ["eval.ks=[5,10]"])
     with pytest.raises(ConfigError, match="train.monitor must look like"):
         load_config(None, ["train.monitor=test/recall@20"])
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"gte"}))  # GTE trains nothing
+def test_every_parameter_gets_a_gradient_from_the_loss_or_is_ddp_ignored(small_synthetic, name):
+    """DDP (find_unused_parameters off, Lightning's default) fails at the second step when a parameter gets no
+    gradient: every parameter must be used by the loss, or be declared in ``_ddp_params_and_buffers_to_ignore``
+    (DiffMM's denoisers, trained in their own pass). FREEDOM runs its feature term (reg_weight > 0)."""
+    torch.manual_seed(0)
+    model = build_model(small_synthetic, name, embedding_dim=8, **({"reg_weight": 1e-4} if name == "freedom" else {}))
+    users, pos, neg = torch.tensor([0, 1, 2, 1]), torch.tensor([3, 4, 3, 5]), torch.tensor([6, 7, 8, 6])
+    model.loss(users, pos, neg)[0].backward()
+    ignored = set(getattr(model, "_ddp_params_and_buffers_to_ignore", []))
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None and n not in ignored]
+    assert not unused, f"{name}: parameters without a gradient: {unused}"
 
 
 @pytest.mark.slow

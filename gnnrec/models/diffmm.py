@@ -67,6 +67,9 @@ class DiffMM(Recommender):
         self.diffusion = GaussianDiffusion(diffusion_steps, noise_scale, noise_min, noise_max)
         self.denoisers = nn.ModuleDict({n: Denoiser(self.n_items, list(denoise_dims), time_emb_dim, denoise_norm,
                                                     denoise_dropout) for n in self.names})
+        # the denoisers train in their own pass at each epoch start (diffusion_epoch), not through the loss, so
+        # DDP must not wait for their gradients; every rank trains the same copy (all users, the same seeded draws)
+        self._ddp_params_and_buffers_to_ignore = [f"denoisers.{n}" for n, _ in self.denoisers.named_parameters()]
         graph = dataset.graph.tocsr()
         self._indptr = torch.from_numpy(graph.indptr.astype("int64"))
         self._indices = torch.from_numpy(graph.indices.astype("int64"))

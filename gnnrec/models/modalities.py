@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
@@ -63,8 +64,8 @@ class ModalityProjections(nn.Module):
     def differences(self, first: torch.Tensor, second: torch.Tensor) -> dict[str, torch.Tensor]:
         """``proj(x[first]) - proj(x[second])`` per modality, row by row: all a BPR term on projected features
         needs, computed as ``W (x[first] - x[second])`` (the bias cancels; equal to float rounding)."""
-        return {n: _ProjectedDifference.apply(self.tables[n].weight, self.proj[n].weight, first, second,
-                                              self.tables[n].sparse) for n in self.names}
+        return {n: _ProjectedDifference.apply(self.tables[n].weight, self.proj[n].weight, self.proj[n].bias, first,
+                                              second, self.tables[n].sparse) for n in self.names}
 
 
 class _ProjectedDifference(torch.autograd.Function):
@@ -72,23 +73,33 @@ class _ProjectedDifference(torch.autograd.Function):
 
     Why: projecting the difference, not both rows, halves the forward GEMM, and the backward does one GEMM
     per distinct row (their coefficients are summed first, a small scatter of dim-wide rows). The table's
-    gradient holds its distinct rows only: row-sparse (coalesced) when ``sparse``, as nn.Embedding(sparse=True)
-    gives, else dense. FREEDOM with reg_weight > 0 spends most of its batch here (benchmarks/perf.md)."""
+    gradient holds each distinct row once, sorted: row-sparse when ``sparse``, else dense. The bias cancels;
+    it is an input all the same and gets its exact gradient, zero, so that it is a used parameter (DDP) and
+    weight decay still reaches it. Under autocast the product runs in the autocast type and the backward casts
+    the incoming gradient back to the features' type. FREEDOM with reg_weight > 0 spends most of its batch
+    here (benchmarks/perf.md)."""
 
     @staticmethod
-    def forward(ctx, table, weight, first, second, sparse):
+    def forward(ctx, table, weight, bias, first, second, sparse):
         ids, where = torch.unique(torch.cat([first, second]), return_inverse=True)
         a, b = where[: len(first)], where[len(first):]
         x = table.index_select(0, ids)
         diff = x.index_select(0, a).sub_(x.index_select(0, b))
         ctx.save_for_backward(diff, weight, ids, a, b)
         ctx.table_shape, ctx.sparse = table.shape, sparse
+        ctx.bias = None if bias is None else (bias.shape, bias.dtype, bias.device)
         return diff @ weight.T
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         diff, weight, ids, a, b = ctx.saved_tensors
+        grad = grad.to(diff.dtype)
         grad_weight = grad.T @ diff if ctx.needs_input_grad[1] else None
+        grad_bias = None
+        if ctx.bias is not None and ctx.needs_input_grad[2]:
+            shape, dtype, device = ctx.bias
+            grad_bias = torch.zeros(shape, dtype=dtype, device=device)
         grad_table = None
         if ctx.needs_input_grad[0]:
             coeff = grad.new_zeros(len(ids), grad.shape[1]).index_add_(0, a, grad).index_add_(0, b, grad, alpha=-1)
@@ -97,7 +108,7 @@ class _ProjectedDifference(torch.autograd.Function):
                 grad_table = torch.sparse_coo_tensor(ids[None], values, ctx.table_shape, is_coalesced=True)
             else:
                 grad_table = values.new_zeros(ctx.table_shape).index_copy_(0, ids, values)
-        return grad_table, grad_weight, None, None, None
+        return grad_table, grad_weight, grad_bias, None, None, None
 
 
 def gate(dim: int) -> nn.Sequential:

@@ -2,7 +2,7 @@
  *   m = m + (1 - beta1) (g - m);  v = beta2 v + (1 - beta2) g^2;  p -= step_size * m / (sqrt(v) + eps)
  * for each row rows[i] of p, m, v (n_table x width) with that row's gradient grad[i] (n x width). The caller
  * folds Adam's bias corrections into step_size and eps (gnnrec/models/sparse_adam.py), and passes 1 - beta1
- * and 1 - beta2 computed in double (1 - beta2 rounded from a float32 beta2 is 1.3e-5 off). Rows must be distinct.
+ * and 1 - beta2 computed in double (1 - beta2 from a float32 beta2 is 1.3e-5 off, relatively). Rows must be distinct.
  *
  * Why: torch runs the same update as gather, five elementwise passes and three scatters over the rows' moments
  * (about 6x slower for FREEDOM's 4096-d image table, docs/performance.md); here each value of p, m, v and the
