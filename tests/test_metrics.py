@@ -9,7 +9,20 @@ from gnnrec.data import RecDataset, interactions_to_csr, make_synthetic
 from gnnrec.eval import FullRankingEvaluator, ranking_metrics, topk_items
 
 
-def test_topk_breaks_ties_towards_lower_item_id():
+@pytest.fixture(params=["native", "torch"])
+def topk_path(request, monkeypatch):
+    """Run a test with the C top-k kernel, then with torch.topk and the tie fix-up."""
+    import gnnrec.topk
+
+    if request.param == "native":
+        if gnnrec.native.compiler() is None:
+            pytest.skip("no C compiler: the top-k kernel cannot be built")
+    else:
+        monkeypatch.setattr(gnnrec.topk, "native_topk", lambda scores, k: None)
+    return request.param
+
+
+def test_topk_breaks_ties_towards_lower_item_id(topk_path):
     scores = torch.tensor([[1.0, 3.0, 3.0, 0.5, 3.0, 2.0]])
     assert topk_items(scores, 2).tolist() == [[1, 2]]  # three items tie at 3.0; the K-th place goes to id 2
     assert topk_items(scores, 4).tolist() == [[1, 2, 4, 5]]
@@ -17,15 +30,31 @@ def test_topk_breaks_ties_towards_lower_item_id():
     assert topk_items(integer_scores, 3).tolist() == [[0, 2, 3]]
 
 
-def test_topk_matches_stable_sort_on_random_ties():
+@pytest.mark.parametrize("shape", [(50, 40), (300, 700)])  # the second: both threads, the vector loop
+def test_topk_matches_stable_sort_on_random_ties(topk_path, shape):
     gen = torch.Generator().manual_seed(0)
-    scores = torch.randint(0, 4, (50, 40), generator=gen).float()  # many ties, like GTE's integer scores
+    scores = torch.randint(0, 4, shape, generator=gen).float()  # many ties, like GTE's integer scores
+    scores[3, :] = -torch.inf  # a row of masked items
+    scores[4, 5:] = -torch.inf
     for k in (1, 5, 20, 40):
         ref = torch.sort(-scores, dim=1, stable=True).indices[:, :k]  # stable: equal scores keep id order
         assert torch.equal(topk_items(scores, k), ref)
+    wide = torch.randn(shape[0], shape[1] + 9, generator=gen)
+    view = wide[:, 4 : 4 + shape[1]]  # rows further apart than their length
+    assert torch.equal(topk_items(view, 7), torch.sort(-view, dim=1, stable=True).indices[:, :7])
 
 
-def test_topk_with_k_larger_than_items():
+def test_topk_kernel_ranks_nan_last_and_large_k_falls_back():
+    import gnnrec.topk
+
+    scores = torch.tensor([[0.5, float("nan"), 2.0, -1.0, float("nan")]])
+    if gnnrec.topk.native_topk(scores, 2) is not None:
+        assert topk_items(scores, 3).tolist() == [[2, 0, 3]]
+    assert gnnrec.topk.native_topk(torch.zeros(2, 400), gnnrec.topk.KERNEL_MAX_K + 1) is None
+    assert topk_items(torch.zeros(2, 400), 300)[0, :3].tolist() == [0, 1, 2]
+
+
+def test_topk_with_k_larger_than_items(topk_path):
     assert topk_items(torch.tensor([[0.1, 0.3]]), 5).tolist() == [[1, 0]]
 
 
