@@ -238,8 +238,8 @@ class DAMRS(Recommender):
         for prob in probs:
             cosine = cosines.pop(0)  # freed once its exp is taken: peak memory as with one product per use
             with torch.no_grad():
-                first = torch.topk(total + prob, k, dim=1).indices  # agreed on by all views, own view counted twice
-                second = torch.topk(prob.scatter_(1, first, -1.0), k, dim=1).indices  # own view only (prob is done)
+                first = topk_items(total + prob, k)  # agreed on by all views, own view counted twice
+                second = topk_items(prob.scatter_(1, first, -1.0), k)  # own view only (prob is done)
             sim = torch.exp(cosine / t)
             del cosine
             all_ = sim.sum(1)
