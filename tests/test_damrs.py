@@ -11,8 +11,8 @@ from gnnrec.data import make_synthetic
 from gnnrec.errors import ConfigError
 from gnnrec.graphs.knn import knn_topk
 from gnnrec.models import DAMRS, build_model
-from gnnrec.models.damrs import (behaviour_graph, binary_sym_norm, consistent_knn, denoised_item_graphs,
-                                 symmetric_bernoulli_kl)
+from gnnrec.models.damrs import (_GradedContrast, behaviour_graph, binary_sym_norm, consistent_knn,
+                                 denoised_item_graphs, symmetric_bernoulli_kl)
 from tests.ablation import full_vs_ablated
 
 
@@ -173,6 +173,30 @@ def test_item_alignment_is_graded_contrastive_with_a_dense_reference(small_synth
     (got_grad,), (ref_grad,) = (torch.autograd.grad(v, weight, retain_graph=True) for v in (got, ref))
     assert ref_grad.abs().sum() > 0
     torch.testing.assert_close(got_grad, ref_grad)
+
+
+def test_graded_contrast_node_equals_autograd_of_its_formula():
+    """L_AI's one-node form (_GradedContrast) against autograd through exp, row sums and gathers: the same
+    values and cosine gradients, and torch's numerical gradient check (float64)."""
+    torch.manual_seed(0)
+    rows, items, k, t = 7, 30, 3, 0.2
+    cosine = (torch.rand(rows, items, dtype=torch.float64) * 2 - 1).requires_grad_(True)
+    grades = torch.stack([torch.randperm(items) for _ in range(rows)])[:, : 2 * k]
+    weights = torch.rand(rows, dtype=torch.float64)
+
+    def formula(c):
+        sim = torch.exp(c / t)
+        total, graded = sim.sum(1), sim.gather(1, grades)
+        s1, s2 = graded[:, :k].sum(1), graded[:, k:].sum(1)
+        return -torch.log(s1 / total + 1e-9) - torch.log(s2 / (total - s1) + 1e-9)
+
+    expected = formula(cosine)
+    got = _GradedContrast.apply(cosine, grades, t)
+    torch.testing.assert_close(got, expected)
+    (grad_expected,) = torch.autograd.grad((expected * weights).sum(), cosine)
+    (grad_got,) = torch.autograd.grad((got * weights).sum(), cosine)
+    torch.testing.assert_close(grad_got, grad_expected)
+    assert torch.autograd.gradcheck(lambda c: _GradedContrast.apply(c, grades, t), (cosine,))
 
 
 def test_damrs_needs_features_and_checks_its_settings(small_synthetic):

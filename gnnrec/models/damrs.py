@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
@@ -142,6 +143,43 @@ def symmetric_bernoulli_kl(logit_a: torch.Tensor, logit_b: torch.Tensor) -> torc
     return (torch.sigmoid(logit_a) - torch.sigmoid(logit_b)) * (logit_a - logit_b)
 
 
+class _GradedContrast(torch.autograd.Function):
+    """Per-row L_AI term of one view from its cosines (batch x items) and its first- and second-grade positives
+    (``grades``: k first-grade then k second-grade columns per row): with s = exp(cosine / t),
+    -log(S1 / S + 1e-9) - log(S2 / (S - S1) + 1e-9), S the row sum and S1, S2 the grades' sums.
+
+    Why one node: the loss reaches every cosine only through S and the 2k graded entries, so its gradient is
+    s * a_row / t plus 2k corrections per row, one pass over batch x items; through autograd the gather, the
+    row sum, the exp and the divide each took a full pass (and a zero-filled batch x items gradient)."""
+
+    @staticmethod
+    def forward(ctx, cosine, grades, t):
+        sim = cosine.div(t).exp_()
+        total = sim.sum(1)
+        graded = sim.gather(1, grades)
+        k = grades.shape[1] // 2
+        s1, s2 = graded[:, :k].sum(1), graded[:, k:].sum(1)
+        r1, r2 = s1 / total, s2 / (total - s1)
+        ctx.save_for_backward(sim, grades, graded, total, s1, s2, r1, r2)
+        ctx.t = t
+        return -torch.log(r1 + 1e-9) - torch.log(r2 + 1e-9)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        sim, grades, graded, total, s1, s2, r1, r2 = ctx.saved_tensors
+        d1, d2 = -grad / (r1 + 1e-9), -grad / (r2 + 1e-9)  # dL/dr1, dL/dr2
+        rest = total - s1
+        d_total = d1 * (-s1 / total ** 2) + d2 * (-s2 / rest ** 2)
+        d_s1 = d1 / total + d2 * s2 / rest ** 2
+        d_s2 = d2 / rest
+        k = grades.shape[1] // 2
+        per_grade = torch.cat([d_s1[:, None].expand(-1, k), d_s2[:, None].expand(-1, k)], 1)
+        grad_cosine = sim * (d_total / ctx.t)[:, None]
+        grad_cosine.scatter_add_(1, grades, per_grade * graded / ctx.t)
+        return grad_cosine, None, None
+
+
 class DAMRS(Recommender):
     propagation_rule = "lightgcn"
 
@@ -240,12 +278,8 @@ class DAMRS(Recommender):
             with torch.no_grad():
                 first = topk_items(total + prob, k)  # agreed on by all views, own view counted twice
                 second = topk_items(prob.scatter_(1, first, -1.0), k)  # own view only (prob is done)
-            sim = torch.exp(cosine / t)
+            loss = loss + _GradedContrast.apply(cosine, torch.cat([first, second], 1), t)
             del cosine
-            all_ = sim.sum(1)
-            graded = sim.gather(1, torch.cat([first, second], 1))  # one gather: one zero-filled gradient in backward
-            s1, s2 = graded[:, :k].sum(1), graded[:, k:].sum(1)
-            loss = loss - torch.log(s1 / all_ + 1e-9) - torch.log(s2 / (all_ - s1) + 1e-9)
         return (loss / len(zs)).mean()
 
     def loss(self, users, pos, neg):
