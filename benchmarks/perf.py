@@ -9,7 +9,8 @@ kernel's memory-traffic floor is the bytes it must move once (sparse values and 
 once and the output written once; Adam's parameters, gradients and two moments read and three written) over
 that bandwidth. A batch's floor is the sum of its kernels' floors. kNN is compared with the float32 GEMM of
 the same blocks, evaluation with the score product plus top-k of the same batches. Times are the minimum over
-repeats (the least disturbed by other work). Sections are saved as they finish: ``--resume`` keeps those
+repeats (the least disturbed by other work); a training step is timed after ``STEADY`` untimed steps of the same
+variant, as training runs it. Sections are saved as they finish: ``--resume`` keeps those
 already in the JSON for the same settings, so an interrupted run continues where it stopped.
 """
 from __future__ import annotations
@@ -51,19 +52,24 @@ SIZES = {  # full run / --quick
     "quick": {"copy_mb": 16, "dim": 16, "layers": 2, "batch": 256, "repeat": 2, "knn_items": 600, "knn_dim": 32,
               "knn_k": 5, "wide_features": {"image": 64, "text": 16}, "epochs": 1},
 }
+STEADY = 3  # untimed steps of the same variant before each timed training step (timed_many's warm)
 USED_KERNEL = "gnnrec C kernel, int32 indices (fused operator)"
 TARGETS = {"product": 1.5, "lightgcn_batch": 1.5, "freedom_batch": 1.5, "knn": 1.3, "evaluation": 1.2,
            "freedom_reg": 1.5, "epoch": 0.5}
 
 
-def timed_many(fns: dict, repeat: int) -> dict:
+def timed_many(fns: dict, repeat: int, warm: int = 0) -> dict:
     """Minimum and median seconds of ``repeat`` calls of each function after one warm-up call each; the
-    functions take turns, so a change in the machine's load affects them alike."""
+    functions take turns, so a change in the machine's load affects them alike. With ``warm``, each timed call
+    follows that many untimed calls of the same function: a training step is then timed as training runs it,
+    after steps like it (its tables in the cache), not after another variant's step evicted them."""
     times = {name: [] for name in fns}
     for fn in fns.values():
         fn()
     for _ in range(repeat):
         for name, fn in fns.items():
+            for _ in range(warm):
+                fn()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -164,7 +170,8 @@ def lightgcn_batch(data: RecDataset, size: dict, bw: float) -> dict:
         with propagation(mode):
             train_step(model, opt, triple)
 
-    out = timed_many({mode: lambda mode=mode: step_with(mode) for mode in PROPAGATION_MODES}, size["repeat"])
+    out = timed_many({mode: lambda mode=mode: step_with(mode) for mode in PROPAGATION_MODES}, size["repeat"],
+                     warm=STEADY)
     products = 2 * size["layers"] * product_bytes(model._adj.matrix, size["dim"])
     out["floor_s"] = (products + adam_bytes(model.parameters())) / bw
     return out
@@ -234,7 +241,7 @@ def freedom_batch(size: dict, bw: float, cache: Path, quick: bool) -> dict:
             y.T @ d, coeff @ weights[n]
 
     steps["projection_gemm"] = projection_gemm
-    out = timed_many(steps, size["repeat"])
+    out = timed_many(steps, size["repeat"], warm=STEADY)
     return {**out, "floor_s": floor, "data": f"{data.n_users:,} users, {data.n_items:,} items, "
             f"{data.train.nnz:,} interactions", "features": size["wide_features"], "batch_rows": len(rows),
             "row_adam_floor_s": 7 * 4 * len(rows) * sum(size["wide_features"].values()) / bw}
@@ -381,7 +388,8 @@ def write_markdown(res: dict, path: Path, quick: bool) -> None:
             f"**{res['bandwidth']['bytes_per_s'] / 1e9:.1f} GB/s** (read + write); load average at the start "
             f"{res['load']:.1f} (other work on the machine inflates every time). Data: {res['data']}; FREEDOM rows: "
             f"{res['freedom_batch']['data']} with {res['freedom_batch']['features']} feature widths. Times are the "
-            "minimum over repeats; ratio = measured / floor (or / baseline). Freed memory is kept in the process "
+            f"minimum over repeats; a training batch is timed after {STEADY} untimed batches of the same variant (as "
+            "training runs them, not after another variant evicted its tables from the cache); ratio = measured / floor (or / baseline). Freed memory is kept in the process "
             "as in training (`train.keep_freed_memory`, gnnrec/allocator.py) except where a row says "
             "\"default allocator\" (those epochs run in fresh processes). Operator choice and the row-sparse "
             "feature updates: [docs/performance.md](../docs/performance.md).", "",

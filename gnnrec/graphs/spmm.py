@@ -100,6 +100,25 @@ def power_sum(a: torch.Tensor, x: torch.Tensor, num_layers: int, scale: float) -
     return total
 
 
+def joined(*blocks: torch.Tensor) -> torch.Tensor | None:
+    """The contiguous 2-d tensor whose consecutive row blocks ``blocks`` are, or None if they are not."""
+    first = blocks[0]
+    if first.dim() != 2 or any(b.dim() != 2 or not b.is_contiguous() or b.shape[1] != first.shape[1]
+                               or b.dtype != first.dtype or b.device != first.device for b in blocks):
+        return None
+    base = first._base
+    if base is None or base.dim() != 2 or not base.is_contiguous():
+        return None
+    if first.data_ptr() != base.data_ptr() or base.shape[0] != sum(b.shape[0] for b in blocks):
+        return None
+    offset = first.data_ptr()
+    for b in blocks:
+        if b._base is not base or b.data_ptr() != offset:
+            return None
+        offset += b.numel() * b.element_size()
+    return base
+
+
 class _PowerSum(torch.autograd.Function):
     """Autograd node of ``power_sum`` over row blocks: inputs and outputs are the blocks (e.g. users, items)."""
 
@@ -113,8 +132,11 @@ class _PowerSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
+        whole = joined(*grads) if all(g is not None for g in grads) else None
         if len(grads) == 1:
             grad = grads[0].contiguous()
+        elif whole is not None:  # the blocks' gradients already are one buffer (bpr_differences makes them so)
+            grad = whole
         else:  # one buffer for the blocks' gradients: no zero-filled full-size tensor per block
             like = next(g for g in grads if g is not None)
             grad = like.new_empty((sum(ctx.sizes), *like.shape[1:]))

@@ -8,7 +8,7 @@ from torch import nn
 
 from gnnrec.data.dataset import RecDataset
 from gnnrec.errors import ConfigError
-from gnnrec.models.rows import rows
+from gnnrec.models.rows import bpr_differences, row_squares, rows
 from gnnrec.models.sparse_adam import RowSparseAdam
 
 REG_NORMS = ("squared", "l2")
@@ -60,20 +60,22 @@ class Recommender(L.LightningModule):
         """The batch's free embeddings, which the regulariser penalises."""
         return [*rows(self.user_emb.weight, users), *rows(self.item_emb.weight, pos, neg)]
 
+    def layer0_squares(self, users, pos, neg) -> torch.Tensor:
+        """The squared norms of ``layer0``'s tensors, one autograd node per table (``row_squares``)."""
+        return torch.cat([row_squares(self.user_emb.weight, users), row_squares(self.item_emb.weight, pos, neg)])
+
     def bpr_terms(self, users, pos, neg, user_emb, item_emb) -> torch.Tensor:
         """Per-triple BPR losses ``-log sigmoid(s(u, pos) - s(u, neg))``."""
-        (u,), (p, n) = rows(user_emb, users), rows(item_emb, pos, neg)
-        return -F.logsigmoid((u * p).sum(-1) - (u * n).sum(-1))
+        return -F.logsigmoid(bpr_differences(user_emb, item_emb, users, pos, neg))
 
     def bpr_loss(self, users, pos, neg, user_emb, item_emb) -> torch.Tensor:
         return self.bpr_terms(users, pos, neg, user_emb, item_emb).mean()
 
     def reg_loss(self, users, pos, neg) -> torch.Tensor:
-        embs = self.layer0(users, pos, neg)
         if self.hparams.reg_norm == "squared":
-            total = sum(e.pow(2).sum() for e in embs)
+            total = self.layer0_squares(users, pos, neg).sum()
         else:  # MMRec's EmbLoss: unsquared Frobenius norms
-            total = sum(e.norm(p=2) for e in embs)
+            total = sum(e.norm(p=2) for e in self.layer0(users, pos, neg))
         return self.hparams.reg_weight * total / len(users)
 
     def loss(self, users, pos, neg) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

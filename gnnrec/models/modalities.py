@@ -12,6 +12,7 @@ from gnnrec.errors import ConfigError
 from gnnrec.graphs.adjacency import fixed_operator
 from gnnrec.graphs.knn import item_graph
 from gnnrec.graphs.spmm import FixedSparse
+from gnnrec.models.rows import add_rows_
 
 
 def require_features(dataset: RecDataset, model: str) -> dict[str, np.ndarray]:
@@ -102,7 +103,7 @@ class _ProjectedDifference(torch.autograd.Function):
             grad_bias = torch.zeros(shape, dtype=dtype, device=device)
         grad_table = None
         if ctx.needs_input_grad[0]:
-            coeff = grad.new_zeros(len(ids), grad.shape[1]).index_add_(0, a, grad).index_add_(0, b, grad, alpha=-1)
+            coeff = add_rows_(add_rows_(grad.new_zeros(len(ids), grad.shape[1]), a, grad), b, grad, alpha=-1.0)
             values = coeff @ weight
             if ctx.sparse:
                 grad_table = torch.sparse_coo_tensor(ids[None], values, ctx.table_shape, is_coalesced=True)

@@ -1,14 +1,56 @@
-"""Row lookups whose backward writes one gradient table per looked-up table.
+"""Row lookups and BPR score differences whose backward writes one gradient table per looked-up table.
 
 ``table[users]``, ``table[pos]`` and ``table[neg]`` each get their own zero-filled, full-size gradient table
 in backward (index backward), which autograd then adds up: for a BPR batch that is three full-size fills and
 adds per table for a few thousand rows. ``rows(table, pos, neg)`` gathers all the index sets in one autograd
-node whose backward fills one table and adds each set's rows into it (``index_add_``): the same gradient,
-fewer full-size passes (benchmarks/perf.md, docs/performance.md).
+node whose backward fills one table and adds each set's rows into it; ``bpr_differences`` computes a batch's
+``<u, p> - <u, n>`` as one node whose backward adds each triple's rows straight into the gradient tables.
+On float32 CPU tensors both use the C kernels of rows.c (torch's ``index_add_`` moves rows at about a quarter
+of memory speed); elsewhere torch's operations. Same values and gradients either way, to float rounding
+(benchmarks/perf.md, docs/performance.md).
 """
 from __future__ import annotations
 
+import ctypes
+from pathlib import Path
+
 import torch
+from torch.autograd.function import once_differentiable
+
+from gnnrec.graphs.spmm import joined
+from gnnrec.native import kernel
+
+SOURCE = Path(__file__).with_name("rows.c")
+_I64, _P, _F, _INT = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float, ctypes.c_int
+ROWS_ADD_ARGS = [_I64, _I64, _P, _P, _P, _F, _P, _INT]
+DIFFERENCES_ARGS = [_I64, _I64, _P, _P, _P, _P, _P, _P, _INT]
+BPR_BACKWARD_ARGS = [_I64, _I64, _P, _P, _P, _P, _P, _P, _P, _P, _INT]
+
+
+def _native(*tensors: torch.Tensor) -> bool:
+    """Whether the C kernels apply: float32 (tables) or int64 (ids), contiguous, on CPU."""
+    return all(t.device.type == "cpu" and t.is_contiguous() and t.dtype in (torch.float32, torch.int64)
+               for t in tensors)
+
+
+def add_rows_(out: torch.Tensor, index: torch.Tensor, src: torch.Tensor, alpha: float = 1.0,
+              src_index: torch.Tensor | None = None) -> torch.Tensor:
+    """``out.index_add_(0, index, alpha * src)`` for 2-d ``out``, or with ``src[src_index]`` in place of ``src``
+    (C kernel where it applies, without gathering ``src[src_index]`` first)."""
+    index = index.reshape(-1)
+    src = src.reshape(-1, *out.shape[1:])
+    fn = None
+    if out.dim() == 2 and out.dtype == src.dtype == torch.float32:
+        src, index = src.contiguous(), index.to(torch.int64).contiguous()
+        src_index = None if src_index is None else src_index.reshape(-1).to(torch.int64).contiguous()
+        if _native(out, index, src, *([] if src_index is None else [src_index])):
+            fn = kernel(SOURCE, "gnnrec_rows_add", ROWS_ADD_ARGS, "row scatter-adds")
+    if fn is None:
+        return out.index_add_(0, index, src if src_index is None else src.index_select(0, src_index.reshape(-1)),
+                              alpha=alpha)
+    fn(len(index), out.shape[1], index.data_ptr(), None if src_index is None else src_index.data_ptr(),
+       src.data_ptr(), alpha, out.data_ptr(), torch.get_num_threads())
+    return out
 
 
 class _Rows(torch.autograd.Function):
@@ -19,12 +61,16 @@ class _Rows(torch.autograd.Function):
         return tuple(table.index_select(0, i.reshape(-1)).view(*i.shape, *table.shape[1:]) for i in indices)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, *grads):
         grad = None
         for index, g in zip(ctx.saved_tensors, grads):
             if g is not None:
                 grad = g.new_zeros(ctx.shape) if grad is None else grad
-                grad.index_add_(0, index.reshape(-1), g.reshape(-1, *ctx.shape[1:]))
+                if grad.dim() == 2:
+                    add_rows_(grad, index, g)
+                else:
+                    grad.index_add_(0, index.reshape(-1), g.reshape(-1, *ctx.shape[1:]))
         return (grad, *([None] * len(grads)))
 
 
@@ -32,3 +78,79 @@ def rows(table: torch.Tensor, *indices: torch.Tensor) -> tuple[torch.Tensor, ...
     """``tuple(table[i] for i in indices)`` as one autograd node, for non-negative integer index tensors of any
     shape on the table's device."""
     return _Rows.apply(table, *indices)
+
+
+class _RowSquares(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, table, *indices):
+        ctx.save_for_backward(table, *indices)
+        flat = [table.index_select(0, i).view(-1) for i in indices]
+        return torch.stack([torch.dot(f, f) for f in flat])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        table, *indices = ctx.saved_tensors
+        out = torch.zeros_like(table)
+        for k, index in enumerate(indices):
+            if out.device.type == "cpu":  # reading one number costs nothing here (no device sync)
+                add_rows_(out, index, table, 2.0 * float(grad[k]), src_index=index)
+            else:
+                out.index_add_(0, index, table.index_select(0, index) * (2 * grad[k]))
+        return (out, *([None] * len(indices)))
+
+
+def row_squares(table: torch.Tensor, *indices: torch.Tensor) -> torch.Tensor:
+    """``torch.stack([table[i].pow(2).sum() for i in indices])`` for a 2-d table, as one autograd node whose
+    backward adds ``2 g table[i]`` into one zero-filled gradient table (the regulariser's squared norms)."""
+    ids = [i.reshape(-1).to(torch.int64) for i in indices]
+    if table.dim() != 2:
+        return torch.stack([r.pow(2).sum() for r in rows(table, *ids)])
+    return _RowSquares.apply(table, *ids)
+
+
+def _zero_gradients(user_table: torch.Tensor, item_table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-filled gradient tables for the two tables; one buffer split in two where the tables themselves are
+    consecutive row blocks of one buffer (graph propagation's output), so the propagation's backward receives
+    its gradient without a copy (``joined``)."""
+    if joined(user_table, item_table) is not None:
+        both = user_table.new_zeros((user_table.shape[0] + item_table.shape[0], user_table.shape[1]))
+        return both[: user_table.shape[0]], both[user_table.shape[0] :]
+    return torch.zeros_like(user_table), torch.zeros_like(item_table)
+
+
+class _BPRDifferences(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, user_table, item_table, users, pos, neg):
+        ctx.save_for_backward(user_table, item_table, users, pos, neg)
+        diff = user_table.new_empty(len(users))
+        fn = kernel(SOURCE, "gnnrec_bpr_differences", DIFFERENCES_ARGS, "BPR score differences")
+        fn(len(users), user_table.shape[1], users.data_ptr(), pos.data_ptr(), neg.data_ptr(),
+           user_table.data_ptr(), item_table.data_ptr(), diff.data_ptr(), torch.get_num_threads())
+        return diff
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        user_table, item_table, users, pos, neg = ctx.saved_tensors
+        grad_users, grad_items = _zero_gradients(user_table, item_table)
+        fn = kernel(SOURCE, "gnnrec_bpr_backward", BPR_BACKWARD_ARGS, "BPR score differences")
+        grad = grad.to(torch.float32).contiguous()
+        fn(len(users), user_table.shape[1], users.data_ptr(), pos.data_ptr(), neg.data_ptr(),
+           user_table.data_ptr(), item_table.data_ptr(), grad.data_ptr(), grad_users.data_ptr(),
+           grad_items.data_ptr(), torch.get_num_threads())
+        return grad_users, grad_items, None, None, None
+
+
+def bpr_differences(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
+                    neg: torch.Tensor) -> torch.Tensor:
+    """``<U[users], I[pos]> - <U[users], I[neg]>`` per triple (1-d id tensors): one autograd node with the C
+    kernels on float32 CPU tables, else torch's gathers and products."""
+    ids = [i.to(torch.int64).contiguous() for i in (users, pos, neg)]
+    if (user_table.dim() == item_table.dim() == 2 and user_table.dtype == item_table.dtype == torch.float32
+            and _native(user_table, item_table, *ids)
+            and kernel(SOURCE, "gnnrec_bpr_differences", DIFFERENCES_ARGS, "BPR score differences") is not None
+            and kernel(SOURCE, "gnnrec_bpr_backward", BPR_BACKWARD_ARGS, "BPR score differences") is not None):
+        return _BPRDifferences.apply(user_table, item_table, *ids)
+    (u,), (p, n) = rows(user_table, users), rows(item_table, pos, neg)
+    return (u * p).sum(-1) - (u * n).sum(-1)
