@@ -72,6 +72,33 @@ def test_fused_propagation_of_a_non_symmetric_operator_and_an_unused_block():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["fused", "legacy"])
+@pytest.mark.parametrize("as_blocks", [False, True])
+def test_propagation_plus_terms_equal_adding_them_afterwards(small_synthetic, mode, as_blocks):
+    op = FixedSparse(normalized_bipartite(small_synthetic.train))
+    gen = torch.Generator().manual_seed(2)
+    n_u, n_i = small_synthetic.n_users, small_synthetic.n_items
+    x, w = torch.randn(n_u + n_i, 8, generator=gen), torch.randn(n_u + n_i, 8, generator=gen)
+    extra = torch.randn(n_i if as_blocks else n_u + n_i, 8, generator=gen)
+    results = []
+    for inside in (False, True):
+        xs, e = x.clone().requires_grad_(True), extra.clone().requires_grad_(True)
+        blocks = (xs[:n_u], xs[n_u:]) if as_blocks else xs
+        with propagation(mode):
+            if inside:
+                out = propagate(op, blocks, 2, mean=True, plus=(None, e) if as_blocks else (e,))
+            else:
+                out = propagate(op, blocks, 2, mean=True)
+                out = (out[0], out[1] + e) if as_blocks else out + e
+        out = torch.cat(out) if as_blocks else out
+        (out * w).sum().backward()
+        results.append([out.detach(), xs.grad, e.grad])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="1 plus terms for 2 blocks"):
+        propagate(op, (x[:n_u], x[n_u:]), 2, plus=(extra,))
+
+
 def test_unknown_propagation_mode_is_a_config_error():
     with pytest.raises(ConfigError, match="propagation must be one of"):
         set_propagation("fast")

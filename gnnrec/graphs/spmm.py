@@ -120,15 +120,21 @@ def joined(*blocks: torch.Tensor) -> torch.Tensor | None:
 
 
 class _PowerSum(torch.autograd.Function):
-    """Autograd node of ``power_sum`` over row blocks: inputs and outputs are the blocks (e.g. users, items)."""
+    """Autograd node of ``power_sum`` over row blocks: inputs and outputs are the blocks (e.g. users, items),
+    each output block plus its ``plus`` term (None: nothing added)."""
 
     @staticmethod
-    def forward(ctx, op, num_layers, scale, *blocks):
+    def forward(ctx, op, num_layers, scale, n_blocks, *blocks_and_plus):
+        blocks, plus = blocks_and_plus[:n_blocks], blocks_and_plus[n_blocks:]
         ctx.op, ctx.num_layers, ctx.scale = op, num_layers, scale
-        ctx.sizes = [b.shape[0] for b in blocks]
+        ctx.sizes, ctx.with_plus = [b.shape[0] for b in blocks], [p is not None for p in plus]
         x = blocks[0].contiguous() if len(blocks) == 1 else torch.cat(blocks)
         out = power_sum(op.matrix, x, num_layers, scale)
-        return out if len(blocks) == 1 else tuple(out.split(ctx.sizes))
+        parts = out.split(ctx.sizes)
+        for part, extra in zip(parts, plus):
+            if extra is not None:  # in place, in the buffer: the blocks stay one buffer (see ``joined``)
+                part.add_(extra)
+        return out if len(blocks) == 1 else parts
 
     @staticmethod
     def backward(ctx, *grads):
@@ -144,14 +150,21 @@ class _PowerSum(torch.autograd.Function):
                 part.zero_() if g is None else part.copy_(g)
         a_t = ctx.op.matrix if ctx.op.transpose is None else ctx.op.transpose
         out = power_sum(a_t, grad, ctx.num_layers, ctx.scale)
-        return (None, None, None, *((out,) if len(ctx.sizes) == 1 else out.split(ctx.sizes)))
+        grad_plus = [g if used else None for g, used in zip(grad.split(ctx.sizes), ctx.with_plus)]
+        return (None, None, None, None, *((out,) if len(ctx.sizes) == 1 else out.split(ctx.sizes)), *grad_plus)
 
 
 def propagate(op: "FixedSparse", x: torch.Tensor | Sequence[torch.Tensor], num_layers: int,
-              mean: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
+              mean: bool = False, plus: Sequence[torch.Tensor | None] | None = None
+              ) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """Sum (or mean) of ``x, A x, ..., A^L x`` with A = ``op``; ``x`` is one tensor or its row blocks (e.g. the
-    user and item tables, which then need no concatenation), and the result has the same form."""
+    user and item tables, which then need no concatenation), and the result has the same form. ``plus``: one
+    term (or None) per block added to that block of the result, as ``result + plus`` would, but inside the
+    result's buffer, so that gradients of the blocks can come back as one buffer (``joined``)."""
     blocks = [x] if isinstance(x, torch.Tensor) else list(x)
+    plus = [None] * len(blocks) if plus is None else list(plus)
+    if len(plus) != len(blocks):
+        raise ValueError(f"propagate: {len(plus)} plus terms for {len(blocks)} blocks")
     if _mode == "legacy":
         whole = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
         total = whole
@@ -159,9 +172,11 @@ def propagate(op: "FixedSparse", x: torch.Tensor | Sequence[torch.Tensor], num_l
             whole = op @ whole
             total = total + whole
         total = total / (num_layers + 1) if mean else total
-        return total if isinstance(x, torch.Tensor) else tuple(total.split([b.shape[0] for b in blocks]))
+        parts = [t if extra is None else t + extra
+                 for t, extra in zip(total.split([b.shape[0] for b in blocks]), plus)]
+        return parts[0] if isinstance(x, torch.Tensor) else tuple(parts)
     op.to(blocks[0].device)
-    return _PowerSum.apply(op, num_layers, 1.0 / (num_layers + 1) if mean else 1.0, *blocks)
+    return _PowerSum.apply(op, num_layers, 1.0 / (num_layers + 1) if mean else 1.0, len(blocks), *blocks, *plus)
 
 
 def with_index_dtype(matrix: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:

@@ -51,8 +51,8 @@ class FREEDOM(Recommender):
         h = self.item_emb.weight
         for _ in range(self.num_mm_layers):
             h = self.item_graph @ h
-        users, items = propagate_mean(adj, (self.user_emb.weight, self.item_emb.weight), self.num_layers)
-        return users, items + h
+        # + h inside the propagation's buffer: the BPR gradients then reach its backward as one buffer
+        return propagate_mean(adj, (self.user_emb.weight, self.item_emb.weight), self.num_layers, plus=(None, h))
 
     def loss(self, users, pos, neg):
         adj = self._train_adj if self._train_adj is not None else self._full_adj

@@ -11,15 +11,17 @@ from gnnrec.models.base import Recommender
 Blocks = torch.Tensor | tuple[torch.Tensor, ...]
 
 
-def propagate_sum(adj: FixedSparse, x: Blocks, num_layers: int) -> Blocks:
+def propagate_sum(adj: FixedSparse, x: Blocks, num_layers: int, plus=None) -> Blocks:
     """Sum of ``x, A x, ..., A^L x`` with one sparse product per layer (DRAGON and DiffMM sum the layers).
-    ``x`` may be given as row blocks (users, items): the result then comes back as the same blocks."""
-    return propagate(adj, x, num_layers)
+    ``x`` may be given as row blocks (users, items): the result then comes back as the same blocks; ``plus``
+    adds a term to each block (gnnrec.graphs.spmm.propagate)."""
+    return propagate(adj, x, num_layers, plus=plus)
 
 
-def propagate_mean(adj: FixedSparse, x: Blocks, num_layers: int) -> Blocks:
-    """Mean of ``x, A x, ..., A^L x`` (LightGCN's layer combination); ``x`` as in ``propagate_sum``."""
-    return propagate(adj, x, num_layers, mean=True)
+def propagate_mean(adj: FixedSparse, x: Blocks, num_layers: int, plus=None) -> Blocks:
+    """Mean of ``x, A x, ..., A^L x`` (LightGCN's layer combination); ``x`` and ``plus`` as in
+    ``propagate_sum``."""
+    return propagate(adj, x, num_layers, mean=True, plus=plus)
 
 
 class LightGCN(Recommender):
