@@ -4,7 +4,8 @@ Why C and not a torch extension: the kernels are plain C with OpenMP, so each bu
 the system compiler and no torch headers, and shares torch's OpenMP threads (torch's wheel ships
 ``libgomp.so.1``, which the kernels link against by that name). The kernels and their measured gains:
 ``gnnrec/graphs/csr_kernel.c`` (the propagation product), ``gnnrec/models/row_adam.c`` (Adam on a table's
-touched rows) and ``gnnrec/topk.c`` (top-k with the tie rule); docs/performance.md.
+touched rows), ``gnnrec/models/rows.c`` (BPR score differences, row scatter-adds) and ``gnnrec/topk.c`` (top-k
+with the tie rule); docs/performance.md.
 
 ``make install`` builds them all (``main()``); otherwise a kernel's first use builds it. Libraries are cached
 under ``$GNNREC_NATIVE_DIR`` (default ``~/.cache/gnnrec/native``), named by a hash of the source, the

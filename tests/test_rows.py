@@ -136,3 +136,52 @@ def test_row_squares_equal_the_squared_norms_in_value_and_gradient(dtype):
     (got * weights).sum().backward()
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(t.grad, ref.grad)
+
+
+def test_bad_ids_and_shapes_are_errors_not_memory_reads():
+    """The C kernels index raw memory: every id torch's indexing would refuse is refused before them."""
+    whole = torch.randn(10, 16, requires_grad=True)
+    users_table, items_table = (whole * 1.0).split([4, 6])  # joined blocks: user id 5 would read item rows
+    t = torch.tensor
+    for users, pos, neg in [(t([4]), t([0]), t([1])), (t([-1]), t([0]), t([1])), (t([0]), t([6]), t([1])),
+                            (t([0]), t([0]), t([-2]))]:
+        with pytest.raises(IndexError, match="ids must lie in"):
+            bpr_differences(users_table, items_table, users, pos, neg)
+    with pytest.raises(IndexError, match="must be integers"):
+        bpr_differences(users_table, items_table, t([0.5]), t([0]), t([1]))
+    with pytest.raises(ValueError, match="one length"):
+        bpr_differences(users_table, items_table, t([0, 1, 2]), t([0]), t([1, 2, 3]))
+    with pytest.raises(ValueError, match="width"):
+        bpr_differences(users_table, torch.randn(6, 8), t([0]), t([0]), t([1]))
+    out = torch.zeros(4, 16)
+    with pytest.raises(ValueError, match="4 indices for 2 source rows"):
+        add_rows_(out, t([0, 1, 2, 3]), torch.ones(2, 16))
+    with pytest.raises(ValueError, match="equal widths"):
+        add_rows_(out, t([0, 1]), torch.ones(4, 8))
+    with pytest.raises(IndexError, match="ids must lie in"):
+        add_rows_(torch.zeros(10, 20)[:5], t([7]), torch.ones(1, 20))
+    with pytest.raises(IndexError, match="ids must lie in"):
+        add_rows_(out, t([0]), torch.ones(3, 16), src_index=t([3]))
+    with pytest.raises(IndexError, match="ids must lie in"):
+        row_squares(torch.randn(4, 16, requires_grad=True), t([4]))
+
+
+def test_a_non_finite_row_gives_a_non_finite_gradient_as_the_formula_does():
+    """A triple whose positive and negative are one item, with an infinite value in that row."""
+    items = torch.randn(4, 16)
+    items[2, 0] = float("inf")
+    users = torch.randn(2, 16)
+    ids = torch.tensor([0, 1]), torch.tensor([2, 1]), torch.tensor([2, 3])
+    grads = []
+    for fn in (bpr_differences, _reference_differences):
+        u, i = users.clone().requires_grad_(True), items.clone().requires_grad_(True)
+        fn(u, i, *ids).sum().backward()
+        grads.append((torch.isfinite(u.grad).all(dim=1), torch.isfinite(i.grad).all(dim=1)))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+    assert not grads[0][0][0]  # the first user's gradient is not finite
+
+
+def test_joined_refuses_a_buffer_of_another_width():
+    wide = torch.zeros(8, 8)
+    narrow = wide.view(16, 4)
+    assert joined(narrow[:3], narrow[3:8]) is None  # sizes and pointers fit, but the base's rows are 8 wide

@@ -107,7 +107,7 @@ def joined(*blocks: torch.Tensor) -> torch.Tensor | None:
                                or b.dtype != first.dtype or b.device != first.device for b in blocks):
         return None
     base = first._base
-    if base is None or base.dim() != 2 or not base.is_contiguous():
+    if base is None or base.dim() != 2 or not base.is_contiguous() or base.stride() != first.stride():
         return None
     if first.data_ptr() != base.data_ptr() or base.shape[0] != sum(b.shape[0] for b in blocks):
         return None
@@ -133,6 +133,9 @@ class _PowerSum(torch.autograd.Function):
         parts = out.split(ctx.sizes)
         for part, extra in zip(parts, plus):
             if extra is not None:  # in place, in the buffer: the blocks stay one buffer (see ``joined``)
+                if extra.shape != part.shape:
+                    raise ValueError(f"propagate: a plus term of shape {tuple(extra.shape)} for a block of shape "
+                                     f"{tuple(part.shape)}")
                 part.add_(extra)
         return out if len(blocks) == 1 else parts
 
@@ -160,7 +163,8 @@ def propagate(op: "FixedSparse", x: torch.Tensor | Sequence[torch.Tensor], num_l
     """Sum (or mean) of ``x, A x, ..., A^L x`` with A = ``op``; ``x`` is one tensor or its row blocks (e.g. the
     user and item tables, which then need no concatenation), and the result has the same form. ``plus``: one
     term (or None) per block added to that block of the result, as ``result + plus`` would, but inside the
-    result's buffer, so that gradients of the blocks can come back as one buffer (``joined``)."""
+    result's buffer (in the result's dtype), so that gradients of the blocks can come back as one buffer
+    (``joined``)."""
     blocks = [x] if isinstance(x, torch.Tensor) else list(x)
     plus = [None] * len(blocks) if plus is None else list(plus)
     if len(plus) != len(blocks):

@@ -59,7 +59,8 @@ void gnnrec_bpr_differences(int64_t n, int64_t width, const int64_t *users, cons
 
 /* The backward of gnnrec_bpr_differences with coefficients coef[i] (the loss's gradient per difference):
  * gU[users[i]] += coef[i] (I[pos[i]] - I[neg[i]]),  gI[pos[i]] += coef[i] U[users[i]],
- * gI[neg[i]] -= coef[i] U[users[i]].  gU and gI may be one table (then U and I are its row blocks). */
+ * gI[neg[i]] -= coef[i] U[users[i]].  gU and gI may be one table (then U and I are its row blocks).
+ * Ids are checked by the caller (gnnrec/models/rows.py): every id indexes its table. */
 void gnnrec_bpr_backward(int64_t n, int64_t width, const int64_t *users, const int64_t *pos, const int64_t *neg,
                          const float *U, const float *I, const float *coef, float *gU, float *gI, int nthreads) {
     int chunks = column_chunks(width, 3 * n * width, nthreads);
@@ -68,16 +69,24 @@ void gnnrec_bpr_backward(int64_t n, int64_t width, const int64_t *users, const i
         int64_t lo, hi;
         chunk_range(width, chunks, c, &lo, &hi);
         for (int64_t i = 0; i < n; ++i) {
-            if (pos[i] == neg[i]) continue;  /* a zero difference: no gradient (and gp, gq would alias) */
             const float w = coef[i];
             const float *u = U + users[i] * width, *p = I + pos[i] * width, *q = I + neg[i] * width;
             float *gu = gU + users[i] * width, *gp = gI + pos[i] * width, *gq = gI + neg[i] * width;
+            if (pos[i] != neg[i]) {
 #pragma omp simd
-            for (int64_t j = lo; j < hi; ++j) {
-                const float uj = u[j];
-                gu[j] += w * (p[j] - q[j]);
-                gp[j] += w * uj;
-                gq[j] -= w * uj;
+                for (int64_t j = lo; j < hi; ++j) {
+                    const float uj = u[j];
+                    gu[j] += w * (p[j] - q[j]);
+                    gp[j] += w * uj;
+                    gq[j] -= w * uj;
+                }
+            } else {  /* gp and gq are one row: plain loop, in the formula's order (NaN stays NaN) */
+                for (int64_t j = lo; j < hi; ++j) {
+                    const float uj = u[j];
+                    gu[j] += w * (p[j] - q[j]);
+                    gp[j] += w * uj;
+                    gq[j] -= w * uj;
+                }
             }
         }
     }

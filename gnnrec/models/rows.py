@@ -33,21 +33,35 @@ def _native(*tensors: torch.Tensor) -> bool:
                for t in tensors)
 
 
+def _check_ids(ids: torch.Tensor, n_rows: int, what: str) -> torch.Tensor:
+    """``ids`` as contiguous int64, after torch's indexing checks (integer type, every id in [0, n_rows)): the
+    C kernels index raw memory, so a bad id must be an error here, as it is for ``table[ids]``."""
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise IndexError(f"{what}: ids must be integers, got {ids.dtype}")
+    if ids.numel():
+        low, high = torch.aminmax(ids)
+        if int(low) < 0 or int(high) >= n_rows:
+            raise IndexError(f"{what}: ids must lie in [0, {n_rows}), got ids from {int(low)} to {int(high)}")
+    return ids.to(torch.int64).contiguous()
+
+
 def add_rows_(out: torch.Tensor, index: torch.Tensor, src: torch.Tensor, alpha: float = 1.0,
               src_index: torch.Tensor | None = None) -> torch.Tensor:
-    """``out.index_add_(0, index, alpha * src)`` for 2-d ``out``, or with ``src[src_index]`` in place of ``src``
-    (C kernel where it applies, without gathering ``src[src_index]`` first)."""
-    index = index.reshape(-1)
-    src = src.reshape(-1, *out.shape[1:])
+    """``out.index_add_(0, index, alpha * src)`` for 2-d ``out`` and ``src`` and 1-d ``index``, or with
+    ``src[src_index]`` in place of ``src`` (C kernel where it applies, without gathering ``src[src_index]``)."""
+    if out.dim() != 2 or src.dim() != 2 or src.shape[1] != out.shape[1] or index.dim() != 1:
+        raise ValueError(f"add_rows_: out and src must be 2-d with equal widths and index 1-d, got out "
+                         f"{tuple(out.shape)}, src {tuple(src.shape)}, index {tuple(index.shape)}")
+    n_src = src.shape[0] if src_index is None else len(src_index)
+    if len(index) != n_src:
+        raise ValueError(f"add_rows_: {len(index)} indices for {n_src} source rows")
     fn = None
-    if out.dim() == 2 and out.dtype == src.dtype == torch.float32:
-        src, index = src.contiguous(), index.to(torch.int64).contiguous()
-        src_index = None if src_index is None else src_index.reshape(-1).to(torch.int64).contiguous()
-        if _native(out, index, src, *([] if src_index is None else [src_index])):
-            fn = kernel(SOURCE, "gnnrec_rows_add", ROWS_ADD_ARGS, "row scatter-adds")
+    if out.dtype == src.dtype == torch.float32 and _native(out, src):
+        index = _check_ids(index, out.shape[0], "add_rows_ index")
+        src_index = None if src_index is None else _check_ids(src_index, src.shape[0], "add_rows_ src_index")
+        fn = kernel(SOURCE, "gnnrec_rows_add", ROWS_ADD_ARGS, "row scatter-adds")
     if fn is None:
-        return out.index_add_(0, index, src if src_index is None else src.index_select(0, src_index.reshape(-1)),
-                              alpha=alpha)
+        return out.index_add_(0, index, src if src_index is None else src.index_select(0, src_index), alpha=alpha)
     fn(len(index), out.shape[1], index.data_ptr(), None if src_index is None else src_index.data_ptr(),
        src.data_ptr(), alpha, out.data_ptr(), torch.get_num_threads())
     return out
@@ -68,7 +82,7 @@ class _Rows(torch.autograd.Function):
             if g is not None:
                 grad = g.new_zeros(ctx.shape) if grad is None else grad
                 if grad.dim() == 2:
-                    add_rows_(grad, index, g)
+                    add_rows_(grad, index.reshape(-1), g.reshape(-1, ctx.shape[1]))
                 else:
                     grad.index_add_(0, index.reshape(-1), g.reshape(-1, *ctx.shape[1:]))
         return (grad, *([None] * len(grads)))
@@ -103,10 +117,9 @@ class _RowSquares(torch.autograd.Function):
 def row_squares(table: torch.Tensor, *indices: torch.Tensor) -> torch.Tensor:
     """``torch.stack([table[i].pow(2).sum() for i in indices])`` for a 2-d table, as one autograd node whose
     backward adds ``2 g table[i]`` into one zero-filled gradient table (the regulariser's squared norms)."""
-    ids = [i.reshape(-1).to(torch.int64) for i in indices]
-    if table.dim() != 2:
-        return torch.stack([r.pow(2).sum() for r in rows(table, *ids)])
-    return _RowSquares.apply(table, *ids)
+    if table.dim() != 2 or table.dtype != torch.float32:  # bf16: index_add_ of 2 g x loses more than this
+        return torch.stack([r.pow(2).sum() for r in rows(table, *indices)])
+    return _RowSquares.apply(table, *(_check_ids(i.reshape(-1), table.shape[0], "row_squares") for i in indices))
 
 
 def _zero_gradients(user_table: torch.Tensor, item_table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,24 +146,35 @@ class _BPRDifferences(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         user_table, item_table, users, pos, neg = ctx.saved_tensors
+        if not any(ctx.needs_input_grad[:2]):
+            return None, None, None, None, None
         grad_users, grad_items = _zero_gradients(user_table, item_table)
         fn = kernel(SOURCE, "gnnrec_bpr_backward", BPR_BACKWARD_ARGS, "BPR score differences")
         grad = grad.to(torch.float32).contiguous()
         fn(len(users), user_table.shape[1], users.data_ptr(), pos.data_ptr(), neg.data_ptr(),
            user_table.data_ptr(), item_table.data_ptr(), grad.data_ptr(), grad_users.data_ptr(),
            grad_items.data_ptr(), torch.get_num_threads())
-        return grad_users, grad_items, None, None, None
+        needs = ctx.needs_input_grad
+        return grad_users if needs[0] else None, grad_items if needs[1] else None, None, None, None
 
 
 def bpr_differences(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
                     neg: torch.Tensor) -> torch.Tensor:
-    """``<U[users], I[pos]> - <U[users], I[neg]>`` per triple (1-d id tensors): one autograd node with the C
-    kernels on float32 CPU tables, else torch's gathers and products."""
-    ids = [i.to(torch.int64).contiguous() for i in (users, pos, neg)]
+    """``<U[users], I[pos]> - <U[users], I[neg]>`` per triple (1-d id tensors of one length): one autograd node
+    with the C kernels on float32 CPU tables, else torch's gathers and products."""
     if (user_table.dim() == item_table.dim() == 2 and user_table.dtype == item_table.dtype == torch.float32
-            and _native(user_table, item_table, *ids)
+            and _native(user_table, item_table)
             and kernel(SOURCE, "gnnrec_bpr_differences", DIFFERENCES_ARGS, "BPR score differences") is not None
             and kernel(SOURCE, "gnnrec_bpr_backward", BPR_BACKWARD_ARGS, "BPR score differences") is not None):
+        if user_table.shape[1] != item_table.shape[1]:
+            raise ValueError(f"bpr_differences: user rows have width {user_table.shape[1]}, item rows "
+                             f"{item_table.shape[1]}")
+        if not users.dim() == pos.dim() == neg.dim() == 1 or not len(users) == len(pos) == len(neg):
+            raise ValueError(f"bpr_differences: users, pos and neg must be 1-d of one length, got shapes "
+                             f"{tuple(users.shape)}, {tuple(pos.shape)}, {tuple(neg.shape)}")
+        ids = (_check_ids(users, user_table.shape[0], "bpr_differences users"),
+               _check_ids(pos, item_table.shape[0], "bpr_differences pos"),
+               _check_ids(neg, item_table.shape[0], "bpr_differences neg"))
         return _BPRDifferences.apply(user_table, item_table, *ids)
     (u,), (p, n) = rows(user_table, users), rows(item_table, pos, neg)
     return (u * p).sum(-1) - (u * n).sum(-1)
